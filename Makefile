@@ -1,0 +1,33 @@
+# Every target creates and reuses the local virtual environment in .venv.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+MACHOP  := $(VENV)/bin/machop
+STAMP   := $(VENV)/.machop-installed
+DEMO_DIR ?= outputs
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned, so nothing later resolves a different (CUDA) build.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m machop.demo --project-dir $(DEMO_DIR)
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/train_epoch.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,136 @@
+"""The Python API behind the CLI: build, train and test from a validated RunConfig."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from machop.config.schema import RunConfig
+from machop.config.toml_io import dumps_toml
+from machop.data.dataset import Dataset
+from machop.data.registry import load_dataset
+from machop.errors import ConfigError
+from machop.io_atomic import write_json_atomic, write_text_atomic
+from machop.models.registry import build_model, canonical_name
+from machop.project import Project
+from machop.train.checkpoint import Checkpoint, apply_checkpoint, read_checkpoint, save_checkpoint
+from machop.train.device import resolve_device, resolve_precision
+from machop.train.evaluate import evaluate
+from machop.train.fit import EpochEnd, FitResult, fit
+from machop.train.settings import TrainSettings
+
+log = logging.getLogger("machop")
+
+
+@dataclass
+class Prepared:
+    """A dataset and a model built (and possibly loaded) from one config."""
+
+    config: RunConfig
+    dataset: Dataset
+    model: nn.Module
+    checkpoint: Checkpoint | None = None
+
+
+@dataclass
+class TrainOutcome:
+    """What `train` produced."""
+
+    fit: FitResult
+    test_metrics: dict[str, float]
+    project: Project
+    model: nn.Module = field(repr=False)
+
+
+def _fill_from_checkpoint(config: RunConfig, checkpoint: Checkpoint | None) -> RunConfig:
+    """Take model and dataset names from a machop checkpoint when the config lacks them."""
+    if checkpoint is None or checkpoint.kind != "machop":
+        return config
+    updates: dict[str, Any] = {}
+    if config.model is None and checkpoint.model_name:
+        updates["model"] = checkpoint.model_name
+        updates["model_args"] = config.model_args or checkpoint.model_args
+    if config.dataset is None and checkpoint.dataset_info is not None:
+        updates["dataset"] = checkpoint.dataset_info.name
+    return config.model_copy(update=updates) if updates else config
+
+
+def _require_names(config: RunConfig) -> None:
+    missing = [key for key in ("model", "dataset") if getattr(config, key) is None]
+    if missing:
+        raise ConfigError(f"no {' or '.join(missing)} given: pass MODEL DATASET on the command "
+                          "line or set model/dataset in the config file")
+    if config.task_name() != "classification":
+        raise ConfigError(f"task {config.task!r} is not supported (valid: classification, cls)")
+    if config.num_devices > 1 or config.num_nodes > 1:
+        raise ConfigError("num_devices/num_nodes > 1 is not supported by this version; use 1")
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Read the checkpoint (if any), load the dataset and build the model."""
+    checkpoint = read_checkpoint(config.load_name, config.load_type) if config.load_name else None
+    config = _fill_from_checkpoint(config, checkpoint)
+    _require_names(config)
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir, seed=config.seed)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, dataset.info, config.model_args)
+    if checkpoint is not None:
+        model = apply_checkpoint(model, checkpoint, config.load_name)
+    return Prepared(config=config, dataset=dataset, model=model, checkpoint=checkpoint)
+
+
+def _checkpoint_writer(prepared: Prepared, project: Project):
+    config = prepared.config
+
+    def write(end: EpochEnd) -> None:
+        meta = {"model_name": canonical_name(config.model), "dataset_info": prepared.dataset.info,
+                "config": config.model_dump(), "model_args": config.model_args,
+                "epoch": end.epoch, "metrics": end.metrics}
+        save_checkpoint(project.last_checkpoint, end.model, **meta)
+        if end.improved:
+            save_checkpoint(project.best_checkpoint, end.model, **meta)
+    return write
+
+
+def train(config: RunConfig, *, progress: bool = False) -> TrainOutcome:
+    """Train the configured model, keep the best checkpoint, then test it."""
+    prepared = prepare(config)
+    config = prepared.config
+    project = Project.from_config(config)
+    project.check_writable()
+    settings = TrainSettings.from_config(config)
+    result = fit(prepared.model, prepared.dataset, settings, progress=progress,
+                 on_epoch_end=_checkpoint_writer(prepared, project))
+    test_metrics = _evaluate_test(prepared, settings)
+    write_text_atomic(project.config, dumps_toml(config.model_dump()))
+    write_json_atomic(project.metrics, {"best_epoch": result.best_epoch, "best": result.best_metrics,
+                                        "history": result.history, "test": test_metrics,
+                                        "dataset_sizes": prepared.dataset.sizes()})
+    return TrainOutcome(fit=result, test_metrics=test_metrics, project=project,
+                        model=prepared.model)
+
+
+def _evaluate_test(prepared: Prepared, settings: TrainSettings) -> dict[str, float]:
+    device = resolve_device(settings.accelerator)
+    precision = resolve_precision(settings.precision, device)
+    prepared.model.to(device)
+    return evaluate(prepared.model, prepared.dataset.test, prepared.dataset.info.num_classes,
+                    batch_size=max(settings.batch_size, 1024), device=device, precision=precision)
+
+
+def test(config: RunConfig) -> tuple[dict[str, float], Path]:
+    """Evaluate a loaded checkpoint on the test split and write test_metrics.json."""
+    if not config.load_name:
+        raise ConfigError("test needs a checkpoint: pass --load PATH or set load_name")
+    prepared = prepare(config)
+    project = Project.from_config(prepared.config)
+    project.check_writable()
+    metrics = _evaluate_test(prepared, TrainSettings.from_config(prepared.config))
+    path = write_json_atomic(project.test_metrics, {"checkpoint": str(prepared.config.load_name), "test": metrics,
+                             "num_samples": len(prepared.dataset.test)})
+    return metrics, path

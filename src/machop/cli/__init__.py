@@ -1,0 +1,1 @@
+"""The machop command line."""

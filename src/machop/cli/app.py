@@ -1,0 +1,62 @@
+"""The `machop` command line: one module per command, errors as one line with exit status 2."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from machop.cli import state
+from machop.cli.info import info_command
+from machop.cli.test import test_command
+from machop.cli.train import train_command
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="machop",
+    help="Quantize, resize, measure and search neural networks for cheap inference.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("train")(train_command)
+app.command("test")(test_command)
+app.command("info")(info_command)
+# `transform`, `search`, `report` and `analyze` are reserved for the commands that add them.
+
+
+def _fail(message: str, exc: BaseException | None = None) -> int:
+    from machop.cli.console import print_error
+
+    if state.DEBUG and exc is not None:
+        traceback.print_exception(exc)
+    print_error(message)
+    return EXIT_USAGE
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI on `argv` and return the exit status instead of exiting."""
+    from machop.errors import MachopError
+
+    argv = list(sys.argv[1:] if argv is None else argv) or ["--help"]
+    state.DEBUG = "--debug" in argv
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="machop", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.TyperException as exc:
+        return _fail(exc.format_message(), exc)
+    except (typer.Abort, KeyboardInterrupt):
+        return _fail("interrupted") and EXIT_INTERRUPTED
+    except MachopError as exc:
+        return _fail(str(exc), exc)
+    return 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())

@@ -1,0 +1,3 @@
+"""Process-wide CLI state set while parsing (whether to show tracebacks)."""
+
+DEBUG = False

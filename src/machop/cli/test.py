@@ -1,0 +1,18 @@
+"""`machop test`: evaluate a checkpoint on the test split."""
+
+from __future__ import annotations
+
+from machop.cli.console import out, print_metrics
+from machop.cli.options import ConfigArgs, config_command
+from machop.cli.setup_run import resolve_and_show
+
+
+@config_command
+def test_command(args: ConfigArgs) -> None:
+    """Evaluate a checkpoint (--load) on the test split: loss, accuracy, macro P/R/F1."""
+    from machop import api
+
+    resolved = resolve_and_show(args)
+    metrics, path = api.test(resolved.config)
+    print_metrics("Test", {"test": metrics})
+    out.print(f"Metrics: {path}")

@@ -1,0 +1,52 @@
+"""The errors a user can cause; the CLI prints them on one line and exits with status 2."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MachopError(Exception):
+    """Base class of every error caused by user input."""
+
+
+class ConfigError(MachopError):
+    """A config file, key or value is invalid."""
+
+
+class DataError(MachopError):
+    """A dataset is unknown, missing or malformed."""
+
+
+class ModelError(MachopError):
+    """A model is unknown, cannot be built, or does not match a checkpoint."""
+
+
+class CheckpointError(ModelError):
+    """A checkpoint is missing, corrupt, or does not fit the model."""
+
+
+class PassError(MachopError):
+    """A graph pass was given an invalid configuration."""
+
+
+class SearchError(MachopError):
+    """A search space, strategy or storage is invalid."""
+
+
+def closest(name: str, valid: Iterable[str]) -> str | None:
+    """Return the valid name closest to `name`, or None when nothing is close."""
+    matches = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def unknown_name(what: str, name: str, valid: Iterable[str]) -> str:
+    """Message for an unknown registry name that suggests the closest valid one."""
+    valid = sorted(valid)
+    hint = closest(name, valid)
+    suggestion = f"; did you mean {hint!r}?" if hint else ""
+    return f"unknown {what} {name!r}{suggestion} (valid: {', '.join(valid)})"
+
+
+class TrainingError(MachopError):
+    """Training could not go on, e.g. the loss became NaN or infinite."""

@@ -1,0 +1,169 @@
+"""The training loop: in-memory batches, optional AMP on CUDA, validation every epoch."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from machop.data.batches import iterate_batches, num_batches
+from machop.data.dataset import Dataset, Split
+from machop.errors import TrainingError
+from machop.train.device import Precision, resolve_device, resolve_precision
+from machop.train.evaluate import evaluate
+from machop.train.optim import build_optimizer, build_scheduler
+from machop.train.progress import EpochProgress
+from machop.train.settings import TrainSettings
+
+EpochCallback = Callable[["EpochEnd"], None]
+
+
+@dataclass
+class EpochEnd:
+    """What an epoch-end callback sees."""
+
+    epoch: int
+    metrics: dict[str, float]
+    model: nn.Module
+    improved: bool
+
+
+@dataclass
+class FitResult:
+    """Per-epoch history and the best epoch by validation accuracy."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+
+
+def _is_better(metrics: dict[str, float], best: dict[str, float]) -> bool:
+    if not best:
+        return True
+    if metrics["val_accuracy"] != best["val_accuracy"]:
+        return metrics["val_accuracy"] > best["val_accuracy"]
+    return metrics["val_loss"] < best["val_loss"]
+
+
+class _Stepper:
+    """One optimizer step per `accumulate` batches, with a gradient scaler when needed."""
+
+    def __init__(self, model: nn.Module, settings: TrainSettings, precision: Precision,
+                 device: torch.device) -> None:
+        self.optimizer = build_optimizer(settings.optimizer, model.parameters(),
+                                         settings.learning_rate, settings.weight_decay)
+        self.scaler = torch.amp.GradScaler(device.type) if precision.uses_grad_scaler else None
+        self.accumulate = settings.accumulate_grad_batches
+        self.pending = 0
+        self.steps = 0
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss = loss / self.accumulate if self.accumulate > 1 else loss
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        self.pending += 1
+        if self.pending == self.accumulate:
+            self.step()
+
+    def step(self) -> None:
+        if self.pending == 0:
+            return
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.pending = 0
+        self.steps += 1
+
+
+def _check_finite(value: float, epoch: int) -> None:
+    if not math.isfinite(value):
+        raise TrainingError(f"training diverged: loss became {value} in epoch {epoch + 1}; "
+                            "lower the learning rate")
+
+
+def _train_epoch(model: nn.Module, split: Split, settings: TrainSettings, stepper: _Stepper,
+                 precision: Precision, device: torch.device, generator: torch.Generator,
+                 progress: EpochProgress, epoch: int) -> dict[str, float]:
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = since_log = 0
+    for xb, yb in iterate_batches(split, settings.batch_size, shuffle=True, generator=generator):
+        if precision.param_dtype != torch.float32 and xb.is_floating_point():
+            xb = xb.to(precision.param_dtype)
+        with precision.autocast(device):
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+        stepper.backward(loss)
+        loss_sum += loss.detach() * len(yb)
+        correct += (logits.detach().argmax(dim=1) == yb).sum()
+        seen += len(yb)
+        since_log += 1
+        if since_log == settings.log_every_n_steps:
+            running = loss_sum.item() / seen
+            _check_finite(running, epoch)
+            progress.advance(since_log, loss=running, acc=correct.item() / seen)
+            since_log = 0
+        if 0 <= settings.max_steps <= stepper.steps:
+            break
+    stepper.step()
+    train_loss = loss_sum.item() / max(seen, 1)
+    _check_finite(train_loss, epoch)
+    progress.advance(since_log, loss=train_loss, acc=correct.item() / max(seen, 1))
+    return {"train_loss": train_loss, "train_accuracy": correct.item() / max(seen, 1)}
+
+
+def fit(model: nn.Module, dataset: Dataset, settings: TrainSettings, *,
+        on_epoch_end: EpochCallback | None = None, progress: bool = False,
+        restore_best: bool = True) -> FitResult:
+    """Train `model` on the dataset's train split, validating after every epoch."""
+    device = resolve_device(settings.accelerator)
+    precision = resolve_precision(settings.precision, device)
+    model.to(device=device, dtype=precision.param_dtype)
+    train_split = dataset.train.to(device)
+    val_split = dataset.validation.to(device)
+    generator = torch.Generator().manual_seed(settings.seed)
+    stepper = _Stepper(model, settings, precision, device)
+    scheduler = build_scheduler(settings.lr_scheduler, stepper.optimizer, settings.t_max,
+                                settings.eta_min)
+    result = FitResult()
+    best_state: dict[str, Any] | None = None
+    steps_per_epoch = num_batches(train_split, settings.batch_size)
+    with EpochProgress(progress, settings.max_epochs) as bar:
+        for epoch in range(settings.max_epochs):
+            bar.start_epoch(epoch, steps_per_epoch)
+            metrics = _train_epoch(model, train_split, settings, stepper, precision, device,
+                                   generator, bar, epoch)
+            val = evaluate(model, val_split, dataset.info.num_classes,
+                           batch_size=max(settings.batch_size, 1024), device=device,
+                           precision=precision)
+            metrics.update({f"val_{k}": v for k, v in val.items()})
+            metrics.update(epoch=epoch + 1, lr=stepper.optimizer.param_groups[0]["lr"])
+            if scheduler is not None:
+                scheduler.step()
+            improved = _is_better(metrics, result.best_metrics)
+            if improved:
+                result.best_epoch, result.best_metrics = epoch + 1, metrics
+                best_state = copy.deepcopy(model.state_dict())
+            result.history.append(metrics)
+            bar.end_epoch(epoch, metrics)
+            if on_epoch_end is not None:
+                on_epoch_end(EpochEnd(epoch + 1, metrics, model, improved))
+            if 0 <= settings.max_steps <= stepper.steps:
+                break
+    result.steps = stepper.steps
+    if restore_best and best_state is not None:
+        model.load_state_dict(best_state)
+    return result
