@@ -20,8 +20,13 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+DEMO_CONFIG  := configs/demo_digits.toml
+DEMO_PROJECT := $(DEMO_DIR)/demo-digits
+
 demo: install
-	$(PY) -m machop.demo --project-dir $(DEMO_DIR)
+	$(MACHOP) train --config $(DEMO_CONFIG) --project-dir $(DEMO_DIR)
+	$(MACHOP) test --config $(DEMO_CONFIG) --project-dir $(DEMO_DIR) --load $(DEMO_PROJECT)/checkpoints/best.ckpt
+	$(PY) -m machop.demo $(DEMO_PROJECT)
 
 test: install
 	$(PY) -m pytest -q

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,14 +46,16 @@ class Project:
         return self.root / "config.toml"
 
     def check_writable(self) -> None:
-        """Fail before any work if the project folder cannot be created or written."""
+        """Create the project folder and probe it; fail with a ConfigError if it is unusable."""
         existing = self.root
-        while not existing.exists():
-            if existing.parent == existing:
-                break
+        while not existing.exists() and existing.parent != existing:
             existing = existing.parent
-        if existing.exists() and not existing.is_dir():
+        if not existing.is_dir():
             raise ConfigError(f"project path {str(existing)!r} exists and is not a directory")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise ConfigError(f"project dir {str(existing)!r} is not writable; "
-                              "choose another with --project-dir")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"project dir {str(self.root)!r} is not writable ({exc.strerror}); "
+                              "choose another with --project-dir") from exc

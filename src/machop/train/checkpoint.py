@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,19 +45,24 @@ def save_checkpoint(path: str | Path, model: nn.Module, *, model_name: str,
 
 
 def _read(path: Path, trust_pickle: bool) -> Any:
+    """torch.load; returns None when the file needs full unpickling (a pickled module)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError:
-        if trust_pickle:
-            raise
-        return None
+    except pickle.UnpicklingError as exc:
+        if not trust_pickle and "Weights only load failed" in str(exc):
+            return None
+        raise _corrupt(path, exc) from exc
     except ModuleNotFoundError as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} needs the Python module {exc.name!r} "
                               "to load; install it") from exc
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError,
-            AttributeError, TypeError) as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from exc
+    except Exception as exc:  # torch.load raises many types on damaged files
+        raise _corrupt(path, exc) from exc
+
+
+def _corrupt(path: Path, exc: BaseException) -> CheckpointError:
+    detail = (str(exc).splitlines() or [""])[0][:120]
+    return CheckpointError(f"checkpoint {str(path)!r} is corrupt or truncated "
+                           f"({type(exc).__name__}: {detail})")
 
 
 def _is_state_dict(obj: Any) -> bool:

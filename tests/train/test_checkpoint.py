@@ -1,0 +1,111 @@
+"""Checkpoints: machop format, Lightning .ckpt, plain .pt, pickled modules, and bad files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from machop.data import DatasetInfo
+from machop.errors import CheckpointError, ModelError
+from machop.models import build_model
+from machop.train import load_checkpoint, read_checkpoint, save_checkpoint
+
+JSC = DatasetInfo("jsc", num_classes=5, num_features=16, class_names=("g", "q", "w", "z", "t"))
+
+
+def fresh(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model("jsc-three-linear-layers", JSC)
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_machop_format_round_trip(tmp_path):
+    source = fresh(1)
+    path = save_checkpoint(tmp_path / "m.ckpt", source, model_name="jsc-three-linear-layers",
+                           dataset_info=JSC, config={"seed": 1}, epoch=3)
+    checkpoint = read_checkpoint(path)
+    assert checkpoint.kind == "machop" and checkpoint.model_name == "jsc-three-linear-layers"
+    assert checkpoint.dataset_info == JSC and checkpoint.config == {"seed": 1}
+    assert checkpoint.extra == {"epoch": 3}
+    target = fresh(2)
+    assert not same_weights(source, target)
+    assert same_weights(source, load_checkpoint(target, path))
+
+
+def test_lightning_checkpoint_prefix_is_stripped(tmp_path):
+    source = fresh(1)
+    path = tmp_path / "best.ckpt"
+    torch.save({"epoch": 4, "pytorch-lightning_version": "2.4.0",
+                "state_dict": {f"model.{k}": v for k, v in source.state_dict().items()},
+                "optimizer_states": []}, path)
+    for load_type in ("auto", "pl"):
+        assert same_weights(source, load_checkpoint(fresh(2), path, load_type))
+
+
+def test_plain_state_dict(tmp_path):
+    source = fresh(1)
+    path = tmp_path / "w.pt"
+    torch.save(source.state_dict(), path)
+    assert read_checkpoint(path).kind == "pt"
+    assert same_weights(source, load_checkpoint(fresh(2), path, "pt"))
+
+
+def test_pickled_module(tmp_path):
+    source = fresh(1)
+    path = tmp_path / "model.mz"
+    torch.save(source, path)
+    loaded = load_checkpoint(fresh(2), path, "mz")
+    assert same_weights(source, loaded)
+    assert read_checkpoint(path).kind == "mz"  # auto-detected too
+
+
+def test_mismatched_checkpoint(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save(build_model("jsc-tiny", JSC).state_dict(), path)
+    with pytest.raises(CheckpointError, match="does not match the model: missing") as info:
+        load_checkpoint(fresh(0), path)
+    assert isinstance(info.value, ModelError)
+
+
+def test_shape_mismatch_is_named(tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save(build_model("jsc-three-linear-layers", JSC, {"hidden": 8}).state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"shape mismatch.*seq_blocks\.2\.weight \(8, 16\) vs \(16, 16\)"):
+        load_checkpoint(fresh(0), path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04broken"])
+def test_corrupt_checkpoint(tmp_path, content):
+    path = tmp_path / "bad.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="corrupt or truncated|not a machop"):
+        read_checkpoint(path)
+
+
+def test_truncated_checkpoint(tmp_path):
+    path = save_checkpoint(tmp_path / "m.ckpt", fresh(1), model_name="x", dataset_info=JSC)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        read_checkpoint(path)
+
+
+def test_wrong_load_type_and_missing_file(tmp_path):
+    path = save_checkpoint(tmp_path / "m.ckpt", fresh(1), model_name="x", dataset_info=JSC)
+    with pytest.raises(CheckpointError, match="not a plain state_dict"):
+        read_checkpoint(path, "pt")
+    with pytest.raises(CheckpointError, match="holds no pickled model"):
+        read_checkpoint(path, "mz")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_checkpoint(tmp_path / "missing.ckpt")
+    with pytest.raises(CheckpointError, match="unknown load type"):
+        read_checkpoint(path, "hf")
+
+
+def test_non_checkpoint_dict(tmp_path):
+    path = tmp_path / "x.pt"
+    torch.save({"hello": 1}, path)
+    with pytest.raises(CheckpointError, match="is not a machop, Lightning"):
+        read_checkpoint(path)
