@@ -76,7 +76,8 @@ def prepare(config: RunConfig) -> Prepared:
     checkpoint = read_checkpoint(config.load_name, config.load_type) if config.load_name else None
     config = _fill_from_checkpoint(config, checkpoint)
     _require_names(config)
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir, seed=config.seed)
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir, seed=config.seed,
+                           cache=not config.disable_dataset_cache)
     torch.manual_seed(config.seed)
     model = build_model(config.model, dataset.info, config.model_args)
     if checkpoint is not None:

@@ -59,11 +59,12 @@ def downloads_allowed() -> bool:
     return os.environ.get("MACHOP_OFFLINE", "") in ("", "0", "false")
 
 
-def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0) -> Dataset:
+def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0,
+                 cache: bool = True) -> Dataset:
     """Load a registered dataset by name."""
     key = ALIASES.get(name, name)
     if key not in DATASETS:
         raise DataError(unknown_name("dataset", name, DATASETS))
     options = DataOptions(data_dir=Path(data_dir) if data_dir else default_data_dir(),
-                          seed=seed, download=downloads_allowed())
+                          seed=seed, download=downloads_allowed(), cache=cache)
     return DATASETS[key](options)
