@@ -140,3 +140,11 @@ def test_effective_config_round_trips_through_toml(tmp_path, mase_toml):
     out = tmp_path / "effective.toml"
     out.write_text(dumps_toml(config.model_dump()))
     assert load_config(out) == config
+
+
+def test_configuration_docs_list_every_key():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    documented = {line.split("`")[1] for line in text.splitlines() if line.startswith("| `")}
+    assert documented == set(RunConfig.model_fields)
