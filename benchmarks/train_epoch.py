@@ -87,11 +87,11 @@ class Result:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for the JSON file, ratios and verdicts included."""
+        lm = self.lightning_over_machop
         return {**asdict(self), "machop_over_tight": self.machop_over_tight,
                 "machop_over_tight_pass": self.machop_over_tight <= MACHOP_VS_TIGHT_MAX,
-                "lightning_over_machop": self.lightning_over_machop,
-                "lightning_over_machop_pass": (None if self.lightning_over_machop is None else
-                                               self.lightning_over_machop >= LIGHTNING_VS_MACHOP_MIN)}
+                "lightning_over_machop": lm,
+                "lightning_over_machop_pass": None if lm is None else lm >= LIGHTNING_VS_MACHOP_MIN}
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -226,26 +226,24 @@ def benchmark_one(name: str, batch: int, train: Split, validation: Split, repeat
 
 # --- reporting ------------------------------------------------------------------------------
 
-def verdict(ratio: float | None, ok: Callable[[float], bool]) -> str:
-    """PASS or MISS for a ratio, n/a when it could not be measured."""
+def ratio_cell(ratio: float | None, passed: Callable[[float], bool]) -> str:
+    """A ratio with its PASS/MISS marker, or n/a when it could not be measured."""
     if ratio is None:
         return "n/a"
-    return "PASS" if ok(ratio) else "MISS"
+    return f"{ratio:.2f} " + ("PASS" if passed(ratio) else "MISS")
 
 
 def table_cells(r: Result) -> list[str]:
     """The printed cells of one result row."""
-    lightning = "n/a" if r.lightning_s is None else f"{r.lightning_s:.2f}"
-    lm = r.lightning_over_machop
-    return [r.model, str(r.batch), f"{r.machop_s:.2f}", f"{r.tight_s:.2f}", lightning,
-            f"{r.machop_over_tight:.2f} "
-            + verdict(r.machop_over_tight, lambda v: v <= MACHOP_VS_TIGHT_MAX),
-            ("n/a" if lm is None else f"{lm:.2f} ")
-            + ("" if lm is None else verdict(lm, lambda v: v >= LIGHTNING_VS_MACHOP_MIN))]
+    return [r.model, str(r.batch), f"{r.machop_s:.2f}", f"{r.tight_s:.2f}",
+            "n/a" if r.lightning_s is None else f"{r.lightning_s:.2f}",
+            ratio_cell(r.machop_over_tight, lambda v: v <= MACHOP_VS_TIGHT_MAX),
+            ratio_cell(r.lightning_over_machop, lambda v: v >= LIGHTNING_VS_MACHOP_MIN)]
 
 
 HEADERS = ["model", "batch", "machop s", "tight s", "lightning s",
-           f"machop/tight (<= {MACHOP_VS_TIGHT_MAX})", f"lightning/machop (>= {LIGHTNING_VS_MACHOP_MIN:g})"]
+           f"machop/tight (<= {MACHOP_VS_TIGHT_MAX})",
+           f"lightning/machop (>= {LIGHTNING_VS_MACHOP_MIN:g})"]
 
 
 def print_rich_table(results: list[Result], title: str) -> None:
@@ -267,11 +265,24 @@ def print_rich_table(results: list[Result], title: str) -> None:
 def print_plain_rows(results: list[Result]) -> None:
     """The results as fixed-width plain text (for logs and diffs)."""
     widths = [24, 6, 9, 9, 12, 24, 26]
-    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                   for i, (c, w) in enumerate(zip(cells, widths)))
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
+                         for i, (cell, width) in enumerate(zip(cells, widths)))
+
     print(line(HEADERS))
     for r in results:
         print(line(table_cells(r)))
+
+
+def warn_if_noisy(results: list[Result], limit: float = 1.5) -> None:
+    """Say so when repeats of one variant differ by more than `limit`x (a busy machine)."""
+    for r in results:
+        for variant, runs in (("machop", r.machop_runs), ("tight", r.tight_runs)):
+            if len(runs) > 1 and max(runs) > limit * min(runs):
+                print(f"warning: {variant} {r.model} batch {r.batch} repeats range "
+                      f"{min(runs):.2f}-{max(runs):.2f}s; the machine looks busy (another "
+                      "process on the cores?): rerun, or try --threads 1")
 
 
 def write_json(results: list[Result], meta: dict[str, Any], path: Path = RESULTS_PATH) -> None:
@@ -293,8 +304,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=None, help=f"training rows (default {DEFAULT_ROWS})")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed repeats for machop and tight, median reported (default 3)")
-    p.add_argument("--lightning-repeats", type=int, default=1,
-                   help="timed repeats for Lightning (default 1: it is slow)")
+    p.add_argument("--lightning-repeats", type=int, default=3,
+                   help="timed repeats for Lightning (default 3)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch.set_num_threads value (default: torch's default)")
     p.add_argument("--models", nargs="+", default=list(MODELS), help="model names")
@@ -332,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
              f"(median of {args.repeats}; lightning {args.lightning_repeats})")
     print_rich_table(results, title)
     print_plain_rows(results)
+    warn_if_noisy(results)
     meta = {"rows": args.rows, "val_rows": VAL_ROWS, "features": NUM_FEATURES,
             "classes": NUM_CLASSES, "threads": args.threads, "repeats": args.repeats,
             "lightning_repeats": args.lightning_repeats if with_lightning else 0,

@@ -151,3 +151,27 @@ def test_gpu_request_falls_back_to_cpu(cli, tmp_path):
     result = cli("train", "toy", "toy-tiny", "--accelerator", "gpu", "--max-epochs", "1",
                  "--project-dir", tmp_path)
     assert result.code == 0 and "no CUDA device" in result.stderr
+
+
+def test_train_on_jsc_and_cifar10_files_through_the_cli(cli, tmp_path):
+    import numpy as np
+
+    from tests.data.test_cifar10 import write_batches
+    from tests.data.test_jsc import write_csv
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 16)).astype(np.float32)
+    letters = np.array(list("gqwzt"))[rng.integers(0, 5, 400)]
+    (tmp_path / "jsc").mkdir()
+    write_csv(tmp_path / "jsc" / "hls4ml_lhc_jets_hlf.csv", x, letters)
+    write_batches(tmp_path / "cifar-10-batches-py")
+    jsc = cli("train", "jsc-tiny", "jsc", "--data-dir", tmp_path, "--max-epochs", "1",
+              "--project-dir", tmp_path / "out")
+    assert jsc.code == 0, jsc.stderr
+    config = tmp_path / "vgg.toml"
+    config.write_text('model = "vgg7"\ndataset = "cifar10"\nmax_epochs = 1\nbatch_size = 16\n'
+                      '[model_args]\nwidths = [4, 8, 8]\nhidden = 16\n')
+    cifar = cli("train", "-c", config, "--data-dir", tmp_path, "--project-dir", tmp_path / "out")
+    assert cifar.code == 0, cifar.stderr
+    metrics = json.loads((tmp_path / "out" / "vgg7_classification_cifar10" / "metrics.json").read_text())
+    assert sum(metrics["dataset_sizes"].values()) == 120

@@ -93,13 +93,41 @@ def _check_finite(value: float, epoch: int) -> None:
                             "lower the learning rate")
 
 
+class _RunningStats:
+    """Per-batch loss and hits kept on the device; folded into totals only when read."""
+
+    def __init__(self) -> None:
+        self.losses: list[torch.Tensor] = []
+        self.sizes: list[int] = []
+        self.hits: list[torch.Tensor] = []
+        self.loss_total = 0.0
+        self.hit_total = 0
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        self.losses.append(loss.detach())
+        self.sizes.append(len(targets))
+        self.hits.append(logits.detach().argmax(dim=1) == targets)
+
+    def summary(self) -> tuple[float, float]:
+        """Mean loss and accuracy over every sample seen so far."""
+        if self.losses:
+            weights = torch.tensor(self.sizes, dtype=torch.float32, device=self.losses[0].device)
+            self.loss_total += (torch.stack(self.losses).float() * weights).sum().item()
+            self.hit_total += int(torch.cat(self.hits).sum().item())
+            self.seen += sum(self.sizes)
+            self.losses, self.sizes, self.hits = [], [], []
+        if self.seen == 0:
+            return float("nan"), float("nan")
+        return self.loss_total / self.seen, self.hit_total / self.seen
+
+
 def _train_epoch(model: nn.Module, split: Split, settings: TrainSettings, stepper: _Stepper,
                  precision: Precision, device: torch.device, generator: torch.Generator,
                  progress: EpochProgress, epoch: int) -> dict[str, float]:
     model.train()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    seen = since_log = 0
+    stats = _RunningStats()
+    since_log = 0
     for xb, yb in iterate_batches(split, settings.batch_size, shuffle=True, generator=generator):
         if precision.param_dtype != torch.float32 and xb.is_floating_point():
             xb = xb.to(precision.param_dtype)
@@ -107,22 +135,20 @@ def _train_epoch(model: nn.Module, split: Split, settings: TrainSettings, steppe
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
         stepper.backward(loss)
-        loss_sum += loss.detach() * len(yb)
-        correct += (logits.detach().argmax(dim=1) == yb).sum()
-        seen += len(yb)
+        stats.add(loss, logits, yb)
         since_log += 1
         if since_log == settings.log_every_n_steps:
-            running = loss_sum.item() / seen
-            _check_finite(running, epoch)
-            progress.advance(since_log, loss=running, acc=correct.item() / seen)
+            running_loss, running_accuracy = stats.summary()
+            _check_finite(running_loss, epoch)
+            progress.advance(since_log, loss=running_loss, acc=running_accuracy)
             since_log = 0
         if 0 <= settings.max_steps <= stepper.steps:
             break
     stepper.step()
-    train_loss = loss_sum.item() / max(seen, 1)
+    train_loss, train_accuracy = stats.summary()
     _check_finite(train_loss, epoch)
-    progress.advance(since_log, loss=train_loss, acc=correct.item() / max(seen, 1))
-    return {"train_loss": train_loss, "train_accuracy": correct.item() / max(seen, 1)}
+    progress.advance(since_log, loss=train_loss, acc=train_accuracy)
+    return {"train_loss": train_loss, "train_accuracy": train_accuracy}
 
 
 def fit(model: nn.Module, dataset: Dataset, settings: TrainSettings, *,
