@@ -29,6 +29,7 @@ demo: install
 	$(PY) -m machop.demo $(DEMO_PROJECT)
 
 test: install
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
 
 bench: install

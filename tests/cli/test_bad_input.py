@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests.conftest import tree
 
 from machop.data import DatasetInfo
 from machop.models import build_model
-from tests.conftest import tree
 
 
 def _write(path, text):

@@ -155,7 +155,6 @@ def test_gpu_request_falls_back_to_cpu(cli, tmp_path):
 
 def test_train_on_jsc_and_cifar10_files_through_the_cli(cli, tmp_path):
     import numpy as np
-
     from tests.data.test_cifar10 import write_batches
     from tests.data.test_jsc import write_csv
 

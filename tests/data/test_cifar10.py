@@ -14,8 +14,12 @@ import torch
 from machop.data import cifar10
 from machop.data.cifar10 import CLASS_NAMES, MEAN, STD, load_cifar10
 from machop.data.dataset import DataOptions
-from machop.data.image_transforms import (make_image_transform, normalise,
-                                          random_crop_with_padding, random_horizontal_flip)
+from machop.data.image_transforms import (
+    make_image_transform,
+    normalise,
+    random_crop_with_padding,
+    random_horizontal_flip,
+)
 from machop.errors import DataError
 
 PER_BATCH = 20

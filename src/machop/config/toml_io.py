@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from machop.errors import ConfigError
 

@@ -8,8 +8,6 @@ import pickle
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -17,6 +15,7 @@ import numpy as np
 import torch
 
 from machop.data.dataset import DataOptions, Dataset, DatasetInfo, Split
+from machop.data.file_errors import one_line, reading
 from machop.data.image_transforms import make_image_transform
 from machop.errors import DataError
 from machop.io_atomic import write_atomic
@@ -166,23 +165,6 @@ class ArrayUnpickler(pickle.Unpickler):
         if (module, name) not in ALLOWED_PICKLE_GLOBALS:
             raise pickle.UnpicklingError(f"unexpected object {module}.{name} in a CIFAR-10 batch")
         return super().find_class(module, name)
-
-
-@contextmanager
-def reading(path: Path, what: str) -> Iterator[None]:
-    """Turn any failure inside the block into a DataError that names the file."""
-    try:
-        yield
-    except (DataError, MemoryError):
-        raise
-    except Exception as exc:  # truncated pickles and archives raise almost any exception type
-        raise DataError(f"cannot read {what} {path}: {one_line(exc)}") from exc
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as `Type: message` on a single line."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def unpickle(path: Path) -> Any:

@@ -7,7 +7,6 @@ import hashlib
 import io
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from machop.data.dataset import SPLIT_NAMES, DataOptions, Dataset, DatasetInfo, Split
+from machop.data.file_errors import one_line, reading
 from machop.data.splits import standardise, three_way_split
 from machop.errors import DataError
 from machop.io_atomic import write_atomic
@@ -118,23 +118,6 @@ def load_from_file(path: Path, options: DataOptions) -> Dataset | None:
 # ---------------------------------------------------------------- reading the source formats
 
 
-@contextmanager
-def reading(path: Path, what: str) -> Iterator[None]:
-    """Turn any parser failure inside the block into a DataError that names the file."""
-    try:
-        yield
-    except (DataError, MemoryError):
-        raise
-    except Exception as exc:  # parsers raise anything from OSError to KeyError on bad bytes
-        raise DataError(f"cannot read {what} file {path}: {one_line(exc)}") from exc
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as `Type: message` on a single line."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def read_source(path: Path) -> RawTable | None:
     """Columns of a JSC source file by its suffix; None when it holds no JSC table."""
     readers: dict[str, Callable[[Path], RawTable | None]] = {
@@ -147,7 +130,7 @@ def read_hdf5(path: Path) -> RawTable | None:
     """The hls4ml HDF5 compound table `t_allpar_new`; None when the file has no such table."""
     import h5py
 
-    with reading(path, "HDF5"):
+    with reading(path, "HDF5 file"):
         with h5py.File(path, "r") as handle:
             if HDF5_TABLE not in handle:
                 return None
@@ -167,7 +150,7 @@ def read_arff(path: Path) -> RawTable | None:
     """An OpenML ARFF export, parsed with scipy."""
     from scipy.io import arff
 
-    with reading(path, "ARFF"):
+    with reading(path, "ARFF file"):
         data, meta = arff.loadarff(path)
     plan = plan_columns(meta.names(), path)
     if plan is None:
@@ -177,7 +160,7 @@ def read_arff(path: Path) -> RawTable | None:
 
 def read_csv(path: Path) -> RawTable | None:
     """A CSV table with a header row."""
-    with reading(path, "CSV"):
+    with reading(path, "CSV file"):
         with open(path, newline="", encoding="utf-8-sig") as stream:  # tolerate a BOM
             header = next(csv.reader(stream), None)
     if not header:
@@ -186,7 +169,7 @@ def read_csv(path: Path) -> RawTable | None:
     if plan is None:
         return None
     positions = {name: header.index(name) for name in plan.columns}
-    with reading(path, "CSV"), warnings.catch_warnings():
+    with reading(path, "CSV file"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numpy warns on a header-only file; we report it below
         cells = np.loadtxt(path, delimiter=",", skiprows=1, dtype=str, ndmin=2, quotechar='"',
                            usecols=list(positions.values()), encoding="utf-8")
@@ -199,12 +182,12 @@ def read_parquet(path: Path) -> RawTable | None:
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise DataError(f"cannot read {path}: parquet needs pyarrow (pip install pyarrow)") from exc
-    with reading(path, "parquet"):
+    with reading(path, "parquet file"):
         names = pq.read_schema(path).names
     plan = plan_columns(names, path)
     if plan is None:
         return None
-    with reading(path, "parquet"):
+    with reading(path, "parquet file"):
         table = pq.read_table(path, columns=plan.columns)
         return plan, {name: arrow_to_numpy(table.column(name)) for name in plan.columns}
 

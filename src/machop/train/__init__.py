@@ -1,7 +1,12 @@
 """Training and evaluation loops, checkpoints, devices."""
 
-from machop.train.checkpoint import (Checkpoint, apply_checkpoint, load_checkpoint,
-                                     read_checkpoint, save_checkpoint)
+from machop.train.checkpoint import (
+                                     Checkpoint,
+                                     apply_checkpoint,
+                                     load_checkpoint,
+                                     read_checkpoint,
+                                     save_checkpoint,
+)
 from machop.train.evaluate import evaluate, predict
 from machop.train.fit import EpochEnd, FitResult, fit
 from machop.train.settings import TrainSettings

@@ -1,0 +1,26 @@
+"""Turn whatever a file parser raises into one DataError that names the file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from machop.errors import DataError
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as `Type: message` on a single line."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextmanager
+def reading(path: Path, what: str) -> Iterator[None]:
+    """Re-raise any failure inside the block as a DataError naming `what` and `path`."""
+    try:
+        yield
+    except (DataError, MemoryError):
+        raise
+    except Exception as exc:  # parsers raise anything from OSError to KeyError on bad bytes
+        raise DataError(f"cannot read {what} {path}: {one_line(exc)}") from exc
