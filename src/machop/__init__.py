@@ -20,6 +20,7 @@ _LAZY = {
     "build_model": "machop.models",
     "load_dataset": "machop.data",
     "fit": "machop.train",
+    "TrainSettings": "machop.train",
     "evaluate": "machop.train",
     "load_checkpoint": "machop.train",
     "save_checkpoint": "machop.train",

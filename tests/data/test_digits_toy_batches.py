@@ -75,3 +75,14 @@ def test_batch_transform_is_applied():
 def test_mismatched_split_lengths():
     with pytest.raises(DataError, match="3 inputs but 2 labels"):
         Split(torch.zeros(3, 1), torch.zeros(2))
+
+
+def test_evaluation_split_drops_training_augmentation():
+    from machop.data import Dataset, DatasetInfo
+
+    x, y = torch.ones(4, 2), torch.zeros(4, dtype=torch.long)
+    data = Dataset(DatasetInfo("d", 2, 2), Split(x, y, transform=lambda b, g: b * 5),
+                   Split(x, y), Split(x, y), eval_transform=lambda b, g: b * 2)
+    assert next(iterate_batches(data.evaluation_split("train"), 4))[0].max() == 2
+    assert next(iterate_batches(data.split("train"), 4))[0].max() == 5
+    assert data.evaluation_split("test") is data.test

@@ -86,6 +86,13 @@ class Dataset:
             raise DataError(f"unknown split {name!r} (valid: train, validation, test)")
         return getattr(self, key)
 
+    def evaluation_split(self, name: str) -> Split:
+        """A split for evaluation: the training split without its augmentation."""
+        split = self.split(name)
+        if split is self.train and self.eval_transform is not None:
+            return replace(split, transform=self.eval_transform)
+        return split
+
     def sizes(self) -> dict[str, int]:
         """Number of samples per split."""
         return {name: len(getattr(self, name)) for name in SPLIT_NAMES}
