@@ -1,0 +1,116 @@
+"""Per-node metadata recorded by running the traced graph once on an example batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from machop.graph.kinds import node_kind, target_name
+
+WEIGHTED_KINDS = frozenset({"linear", "conv1d", "conv2d"})
+
+
+def float_precision(dtype: torch.dtype) -> dict[str, Any]:
+    """Precision record of an unquantized floating-point (or integer) tensor."""
+    if dtype.is_floating_point:
+        return {"type": "float", "width": torch.finfo(dtype).bits}
+    return {"type": str(dtype).removeprefix("torch."), "width": torch.iinfo(dtype).bits
+            if dtype != torch.bool else 1}
+
+
+@dataclass
+class NodeMeta:
+    """What one node does and on what: op kind, shapes, dtypes, parameters, precisions."""
+
+    name: str
+    op: str
+    kind: str
+    target: str
+    input_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    input_dtypes: list[str] = field(default_factory=list)
+    output_shape: tuple[int, ...] | None = None
+    output_dtype: str | None = None
+    param_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    precision: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for JSON and tables."""
+        return {"name": self.name, "op": self.op, "kind": self.kind, "target": self.target,
+                "input_shapes": [list(s) for s in self.input_shapes],
+                "input_dtypes": self.input_dtypes,
+                "output_shape": list(self.output_shape) if self.output_shape is not None else None,
+                "output_dtype": self.output_dtype,
+                "param_shapes": {k: list(v) for k, v in self.param_shapes.items()},
+                "precision": self.precision}
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _tensors(item)]
+    if isinstance(value, dict):
+        return [t for item in value.values() for t in _tensors(item)]
+    return []
+
+
+def _precision(node: fx.Node, root: nn.Module, kind: str, inputs: list[torch.Tensor],
+               output: list[torch.Tensor]) -> dict[str, dict[str, Any]]:
+    module = root.get_submodule(node.target) if node.op == "call_module" else None
+    own = getattr(module, "machop_precision", None) or getattr(node.target, "machop_precision", None)
+    if own is not None:
+        return own(node) if node.op == "call_function" else own()
+    records: dict[str, dict[str, Any]] = {}
+    if inputs:
+        records["data_in"] = float_precision(inputs[0].dtype)
+    if module is not None and kind in WEIGHTED_KINDS:
+        for name in ("weight", "bias"):
+            param = getattr(module, name, None)
+            if isinstance(param, torch.Tensor):
+                records[name] = float_precision(param.dtype)
+    if output:
+        records["data_out"] = float_precision(output[0].dtype)
+    return records
+
+
+class _Recorder(fx.Interpreter):
+    def __init__(self, module: fx.GraphModule) -> None:
+        super().__init__(module)
+        self.meta: dict[str, NodeMeta] = {}
+
+    def run_node(self, node: fx.Node) -> Any:
+        args, kwargs = self.fetch_args_kwargs_from_env(node)
+        inputs = _tensors((args, kwargs))
+        shapes = [tuple(t.shape) for t in inputs]
+        dtypes = [str(t.dtype).removeprefix("torch.") for t in inputs]
+        result = super().run_node(node)
+        outputs = _tensors(result)
+        kind = node_kind(node, self.module)
+        params = {}
+        if node.op == "call_module":
+            params = {name: tuple(p.shape) for name, p in
+                      self.module.get_submodule(node.target).named_parameters(recurse=False)}
+        self.meta[node.name] = NodeMeta(
+            name=node.name, op=node.op, kind=kind, target=target_name(node, self.module),
+            input_shapes=shapes, input_dtypes=dtypes,
+            output_shape=tuple(outputs[0].shape) if outputs else None,
+            output_dtype=str(outputs[0].dtype).removeprefix("torch.") if outputs else None,
+            param_shapes=params,
+            precision=_precision(node, self.module, kind, inputs, outputs))
+        return result
+
+
+def record_metadata(module: fx.GraphModule, example_input: torch.Tensor) -> dict[str, NodeMeta]:
+    """Run the graph once (eval mode, no grad) and return metadata for every node."""
+    was_training = module.training
+    module.eval()
+    recorder = _Recorder(module)
+    try:
+        with torch.no_grad():
+            recorder.run(example_input)
+    finally:
+        module.train(was_training)
+    return recorder.meta

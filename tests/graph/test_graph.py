@@ -1,0 +1,111 @@
+"""Graph IR: tracing, node kinds, metadata, robustness to unknown ops, copying."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from machop.data import DatasetInfo
+from machop.errors import ModelError
+from machop.graph import GENERIC, Graph
+from machop.models import build_model
+
+JSC = DatasetInfo("jsc", 5, 16)
+
+
+def test_jsc_three_linear_layers_metadata():
+    graph = Graph(build_model("jsc-three-linear-layers", JSC), torch.randn(4, 16))
+    kinds = {name: meta.kind for name, meta in graph.meta.items()}
+    assert [n for n, k in kinds.items() if k == "linear"] == ["seq_blocks_2", "seq_blocks_4", "seq_blocks_6"]
+    assert kinds["seq_blocks_0"] == "batch_norm1d" and kinds["seq_blocks_1"] == "relu"
+    linear = graph.meta["seq_blocks_6"]
+    assert linear.input_shapes == [(4, 16)] and linear.output_shape == (4, 5)
+    assert linear.param_shapes == {"weight": (5, 16), "bias": (5,)}
+    assert linear.precision == {operand: {"type": "float", "width": 32}
+                                for operand in ("data_in", "weight", "bias", "data_out")}
+    assert linear.input_dtypes == ["float32"] and linear.output_dtype == "float32"
+
+
+class Zoo(nn.Module):
+    """Every op the graph must tolerate without knowing it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.tanh, self.sigmoid, self.leaky = nn.Tanh(), nn.Sigmoid(), nn.LeakyReLU()
+        self.drop, self.flat = nn.Dropout(0.1), nn.Flatten()
+        self.relu = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(4 * 8 * 8 * 2, 3)
+
+    def forward(self, x):
+        y = self.relu(self.conv(x))
+        a = self.tanh(y) + self.sigmoid(y)
+        b = self.leaky(F.relu(y)).view(y.size(0), -1)
+        joined = torch.cat([torch.flatten(a, 1), b], dim=1)
+        return self.fc(self.drop(self.flat(joined.unsqueeze(-1))))
+
+
+def test_unknown_ops_get_generic_kinds_and_run():
+    model = Zoo().eval()
+    x = torch.randn(2, 1, 8, 8)
+    graph = Graph(model, x)
+    kinds = {meta.target: meta.kind for meta in graph.meta.values()}
+    assert kinds["Tanh"] == kinds["Sigmoid"] == kinds["LeakyReLU"] == GENERIC
+    assert kinds["Dropout"] == "dropout" and kinds["Flatten"] == "flatten"
+    assert kinds["relu"] == "relu" and kinds["add"] == "add" and kinds["cat"] == "cat"
+    assert kinds[".view"] == "view" and kinds["flatten"] == "flatten"
+    assert kinds[".unsqueeze"] == GENERIC
+    assert torch.equal(graph(x), model(x))
+
+
+def test_inplace_relu_does_not_corrupt_the_run():
+    model = Zoo().eval()
+    x = torch.randn(2, 1, 8, 8)
+    expected = model(x)
+    graph = Graph(model, x)
+    assert torch.equal(graph(x), expected)
+    relu = next(m for m in graph.meta.values() if m.target == "ReLU")
+    assert relu.input_shapes == [(2, 4, 8, 8)]
+
+
+class DataDependent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.fc(x)
+        return -self.fc(x)
+
+
+def test_untraceable_model_names_the_line():
+    with pytest.raises(ModelError, match=r"cannot trace DataDependent at .*test_graph\.py:\d+ `if x.sum\(\) > 0:`"):
+        Graph(DataDependent(), torch.randn(2, 4))
+
+
+def test_wrong_example_input_is_a_model_error():
+    with pytest.raises(ModelError, match=r"example input of shape \(2, 7\)"):
+        Graph(build_model("jsc-tiny", JSC), torch.randn(2, 7))
+
+
+def test_copy_is_independent():
+    graph = Graph(build_model("jsc-tiny", JSC), torch.randn(4, 16))
+    clone = graph.copy()
+    with torch.no_grad():
+        clone.module.get_submodule("seq_blocks.2").weight.add_(1)
+    assert not torch.equal(clone.module.get_submodule("seq_blocks.2").weight,
+                           graph.module.get_submodule("seq_blocks.2").weight)
+    clone.record_pass("x", {"a": 1})
+    assert graph.passes == [] and clone.passes == [("x", {"a": 1})]
+
+
+def test_vgg7_traces_with_conv_kinds():
+    info = DatasetInfo("c", 10, 3072, (3, 32, 32))
+    graph = Graph(build_model("vgg7", info, {"widths": (4, 8, 8), "hidden": 16}), torch.randn(2, 3, 32, 32))
+    kinds = [m.kind for m in graph.meta.values()]
+    assert kinds.count("conv2d") == 6 and kinds.count("batch_norm2d") == 6
+    assert kinds.count("max_pool2d") == 3 and kinds.count("linear") == 3
+    assert graph.meta["classifier_0"].input_shapes == [(2, 8 * 4 * 4)]
