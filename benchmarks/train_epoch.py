@@ -15,7 +15,7 @@ timed, in the same process, three ways:
                Trainer over a per-sample DataLoader(TensorDataset, shuffle=True).
 
 Each variant gets one warm-up run on 20,000 rows, then the median of N timed repeats
-(time.perf_counter; Lightning defaults to a single repeat because it is slow).
+(time.perf_counter; Lightning gets 3 repeats too, its times vary most).
 
 Targets (P1): machop / tight <= 1.25 and lightning / machop >= 3. The ratios are what count;
 absolute times depend on the machine. A missed target is reported, not an error: the

@@ -12,9 +12,11 @@ from torch import nn
 
 from machop.config.schema import RunConfig
 from machop.config.toml_io import dumps_toml
+from machop.data.batches import example_batch
 from machop.data.dataset import Dataset
 from machop.data.registry import load_dataset
 from machop.errors import ConfigError
+from machop.graph.graph import applied_passes
 from machop.io_atomic import write_json_atomic, write_text_atomic
 from machop.models.registry import build_model, canonical_name
 from machop.project import Project
@@ -80,9 +82,21 @@ def prepare(config: RunConfig) -> Prepared:
                            cache=not config.disable_dataset_cache)
     torch.manual_seed(config.seed)
     model = build_model(config.model, dataset.info, config.model_args)
+    if checkpoint is not None and checkpoint.passes:
+        model = _rebuild_transformed(model, dataset, checkpoint.passes)
     if checkpoint is not None:
         model = apply_checkpoint(model, checkpoint, config.load_name)
     return Prepared(config=config, dataset=dataset, model=model, checkpoint=checkpoint)
+
+
+def _rebuild_transformed(model: nn.Module, dataset: Dataset,
+                         passes: list[tuple[str, dict[str, Any]]]) -> nn.Module:
+    """Re-apply a checkpoint's transform passes so its state_dict fits the model."""
+    from machop.graph import Graph
+    from machop.passes import apply_passes
+
+    graph, _ = apply_passes(Graph(model, example_batch(dataset.validation)), passes)
+    return graph.module
 
 
 def _checkpoint_writer(prepared: Prepared, project: Project):
@@ -91,7 +105,7 @@ def _checkpoint_writer(prepared: Prepared, project: Project):
     def write(end: EpochEnd) -> None:
         meta = {"model_name": canonical_name(config.model), "dataset_info": prepared.dataset.info,
                 "config": config.model_dump(), "model_args": config.model_args,
-                "epoch": end.epoch, "metrics": end.metrics}
+                "passes": applied_passes(end.model), "epoch": end.epoch, "metrics": end.metrics}
         save_checkpoint(project.last_checkpoint, end.model, **meta)
         if end.improved:
             save_checkpoint(project.best_checkpoint, end.model, **meta)
@@ -135,3 +149,55 @@ def test(config: RunConfig) -> tuple[dict[str, float], Path]:
     path = write_json_atomic(project.test_metrics, {"checkpoint": str(prepared.config.load_name), "test": metrics,
                              "num_samples": len(prepared.dataset.test)})
     return metrics, path
+
+
+@dataclass
+class TransformOutcome:
+    """What `transform` produced."""
+
+    summaries: list[tuple[str, dict[str, Any]]]
+    metrics_before: dict[str, float]
+    metrics_after: dict[str, float]
+    model_path: Path
+    summary_paths: list[Path]
+    model: nn.Module = field(repr=False)
+
+
+def _summary_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def transform(config: RunConfig) -> TransformOutcome:
+    """Apply the config's [passes] in file order, save the model and the pass summaries."""
+    from machop.graph import Graph
+    from machop.passes import apply_passes
+
+    if not config.passes:
+        raise ConfigError("transform needs at least one [passes.<name>] table in the config "
+                          "(e.g. [passes.quantize])")
+    prepared = prepare(config)
+    config, data = prepared.config, prepared.dataset
+    passes = list(config.passes.items())
+    graph, infos = apply_passes(Graph(prepared.model, example_batch(data.validation)), passes)
+    project = Project.from_config(config)
+    project.check_writable()
+    split, classes = data.validation, data.info.num_classes
+    before = evaluate(prepared.model, split, classes, batch_size=1024)
+    after = evaluate(graph.module, split, classes, batch_size=1024)
+    model_path = save_checkpoint(project.transformed_model, graph.module,
+                                 model_name=canonical_name(config.model), dataset_info=data.info,
+                                 config=config.model_dump(), model_args=config.model_args,
+                                 passes=graph.passes, metrics_before=before, metrics_after=after)
+    summary_paths = [_summary_csv(project.transformed / f"{name}_summary.csv", info.get("rows", []))
+                     for (name, _), info in zip(passes, infos)]
+    return TransformOutcome(summaries=list(zip([n for n, _ in passes], infos)),
+                            metrics_before=before, metrics_after=after, model_path=model_path,
+                            summary_paths=summary_paths, model=graph.module)

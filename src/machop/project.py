@@ -42,6 +42,14 @@ class Project:
         return self.root / "test_metrics.json"
 
     @property
+    def transformed(self) -> Path:
+        return self.root / "transformed"
+
+    @property
+    def transformed_model(self) -> Path:
+        return self.transformed / "model.machop"
+
+    @property
     def config(self) -> Path:
         return self.root / "config.toml"
 

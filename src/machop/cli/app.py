@@ -11,6 +11,7 @@ from machop.cli import state
 from machop.cli.info import info_command
 from machop.cli.test import test_command
 from machop.cli.train import train_command
+from machop.cli.transform import transform_command
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -24,8 +25,9 @@ app = typer.Typer(
 )
 app.command("train")(train_command)
 app.command("test")(test_command)
+app.command("transform")(transform_command)
 app.command("info")(info_command)
-# `transform`, `search`, `report` and `analyze` are reserved for the commands that add them.
+# `search`, `report` and `analyze` are reserved for the commands that add them.
 
 
 def _fail(message: str, exc: BaseException | None = None) -> int:

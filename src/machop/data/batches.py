@@ -29,3 +29,8 @@ def num_batches(split: Split, batch_size: int, drop_last: bool = False) -> int:
     """How many batches `iterate_batches` yields."""
     full, rest = divmod(len(split), batch_size)
     return full if drop_last or rest == 0 else full + 1
+
+
+def example_batch(split: Split, size: int = 8) -> torch.Tensor:
+    """The first `size` inputs of a split, transformed as evaluation sees them."""
+    return next(iterate_batches(split.head(size), size))[0]

@@ -80,3 +80,9 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"Graph({type(self.module).__name__}, {len(self.compute_nodes())} compute nodes)"
+
+
+def applied_passes(model: nn.Module) -> list[tuple[str, dict[str, Any]]]:
+    """The transform passes recorded on a (graph) module; empty for plain models."""
+    meta = getattr(model, "meta", None)
+    return list(meta.get(PASSES_KEY, [])) if isinstance(meta, dict) else []

@@ -31,16 +31,23 @@ class Checkpoint:
     model_args: dict[str, Any] = field(default_factory=dict)
     dataset_info: DatasetInfo | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    passes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, *, model_name: str,
                     dataset_info: DatasetInfo, config: dict[str, Any] | None = None,
-                    model_args: dict[str, Any] | None = None, **extra: Any) -> Path:
-    """Write a machop checkpoint (state_dict + model name + dataset info + config)."""
+                    model_args: dict[str, Any] | None = None,
+                    passes: list[tuple[str, dict[str, Any]]] | None = None, **extra: Any) -> Path:
+    """Write a machop checkpoint: state_dict, model name, dataset info, config, applied passes.
+
+    Transformed models are stored as the base model plus the passes that rebuild them, so a
+    checkpoint never pickles code.
+    """
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "model": model_name,
                "model_args": dict(model_args or {}), "dataset_info": dataset_info.as_dict(),
-               "config": dict(config or {}), "state_dict": model.state_dict(), "extra": extra}
+               "config": dict(config or {}), "passes": [list(p) for p in passes or []],
+               "state_dict": model.state_dict(), "extra": extra}
     return write_atomic(path, lambda stream: torch.save(payload, stream))
 
 
@@ -105,7 +112,9 @@ def _normalise(path: Path, obj: Any, kind: str) -> Checkpoint:
         return Checkpoint(kind="machop", state_dict=obj["state_dict"], model_name=obj.get("model"),
                           model_args=obj.get("model_args") or {},
                           dataset_info=DatasetInfo.from_dict(info) if info else None,
-                          config=obj.get("config") or {}, extra=obj.get("extra") or {})
+                          config=obj.get("config") or {},
+                          passes=[(name, args) for name, args in obj.get("passes") or []],
+                          extra=obj.get("extra") or {})
     if found == "pl":
         state = obj["state_dict"]
         if not _is_state_dict(state):

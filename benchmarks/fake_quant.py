@@ -1,0 +1,114 @@
+"""P3: fake-quantized evaluation against float evaluation at batch 1024 (DESIGN.md, section 7).
+
+For jsc-three-linear-layers (16 features) and a small VGG-style conv net (3x32x32 input), the
+same weights are evaluated three ways in the same process, in eval mode without gradients:
+
+* float      -- the original model.
+* cached     -- every linear/conv/relu quantized to 8-bit fixed point by quantize_transform_pass;
+                the quantized weights are computed once and reused (machop's default).
+* uncached   -- the same quantized model with weight caching switched off, so every forward
+                quantizes the constant weights again.
+
+Times are medians of torch.utils.benchmark.Timer.blocked_autorange. Target (P3):
+cached / float <= 1.5. The script prints a table and writes benchmarks/results/fake_quant.json;
+it exits 0 when a target is missed and non-zero only on a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch.utils import benchmark
+
+from machop.data import DatasetInfo
+from machop.graph import Graph
+from machop.models import build_model
+from machop.passes import quantize_transform_pass
+from machop.quant.modules import QuantConv1d, QuantConv2d, QuantLinear
+
+TARGET = 1.5
+RESULTS = Path(__file__).parent / "results" / "fake_quant.json"
+INT8 = {"name": "integer", "data_in_width": 8, "data_in_frac_width": 4, "weight_width": 8,
+        "weight_frac_width": 4, "bias_width": 8, "bias_frac_width": 4}
+QUANTIZE_ALL = {"by": "type", "default": {"config": {"name": None}},
+                "linear": {"config": INT8}, "conv2d": {"config": INT8},
+                "relu": {"config": {"name": "integer", "data_in_width": 8, "data_in_frac_width": 4}}}
+WORKLOADS = {  # display name: (model, dataset info, model_args, input shape)
+    "jsc-three-linear-layers": ("jsc-three-linear-layers", DatasetInfo("jsc", 5, 16), {}, (16,)),
+    "vgg7 (widths 16/32/64)": ("vgg7", DatasetInfo("cifar10", 10, 3072, (3, 32, 32)),
+                               {"widths": (16, 32, 64), "hidden": 128}, (3, 32, 32)),
+}
+WEIGHTED = (QuantLinear, QuantConv1d, QuantConv2d)
+
+
+def median_ms(model: torch.nn.Module, x: torch.Tensor, min_run_time: float) -> float:
+    """Median milliseconds of one forward pass in eval mode without gradients."""
+    timer = benchmark.Timer(stmt="with torch.no_grad(): model(x)", globals={"model": model, "x": x,
+                                                                               "torch": torch})
+    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def set_weight_cache(module: torch.nn.Module, enabled: bool) -> None:
+    """Switch the quantized-weight cache of every quantized layer on or off."""
+    for layer in module.modules():
+        if isinstance(layer, WEIGHTED):
+            layer.cache_weights = enabled
+
+
+def measure(name: str, batch: int, min_run_time: float) -> dict:
+    """Float, cached and uncached timings of one workload."""
+    model_name, info, model_args, shape = WORKLOADS[name]
+    torch.manual_seed(0)
+    model = build_model(model_name, info, model_args).eval()
+    x = torch.randn(batch, *shape)
+    quantized, _ = quantize_transform_pass(Graph(model, x[:8]), QUANTIZE_ALL)
+    quantized = quantized.module.eval()
+    float_ms = median_ms(model, x, min_run_time)
+    set_weight_cache(quantized, True)
+    cached_ms = median_ms(quantized, x, min_run_time)
+    set_weight_cache(quantized, False)
+    uncached_ms = median_ms(quantized, x, min_run_time)
+    return {"workload": name, "batch": batch, "float_ms": float_ms, "cached_ms": cached_ms,
+            "uncached_ms": uncached_ms, "cached_over_float": cached_ms / float_ms,
+            "uncached_over_float": uncached_ms / float_ms,
+            "pass": cached_ms / float_ms <= TARGET}
+
+
+def print_table(rows: list[dict], threads: int) -> None:
+    """Rich table plus plain rows."""
+    table = Table(title=f"P3: fake-quantized vs float evaluation ({threads} threads)")
+    for column in ("workload", "batch", "float ms", "cached ms", "uncached ms",
+                   f"cached/float (<= {TARGET})", "uncached/float"):
+        table.add_column(column, justify="left" if column == "workload" else "right")
+    for r in rows:
+        verdict = "PASS" if r["pass"] else "MISS"
+        table.add_row(r["workload"], str(r["batch"]), f"{r['float_ms']:.3f}", f"{r['cached_ms']:.3f}",
+                      f"{r['uncached_ms']:.3f}", f"{r['cached_over_float']:.2f} {verdict}",
+                      f"{r['uncached_over_float']:.2f}")
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the P3 benchmark and print its table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per measurement")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = [measure(name, args.batch, args.min_run_time) for name in WORKLOADS]
+    print_table(rows, torch.get_num_threads())
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))
+    print(f"results written to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

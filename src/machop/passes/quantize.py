@@ -1,0 +1,94 @@
+"""quantize_transform_pass: swap linear/conv/relu/add/... nodes for fake-quantized versions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from torch import fx
+
+from machop.errors import PassError
+from machop.graph.graph import Graph
+from machop.passes.selection import parse_selection
+from machop.quant.arithmetic import parse_node_config
+from machop.quant.modules import (BINARY_FUNCTIONS, QUANTIZED_MODULES, QuantBinaryOp,
+                                  QuantFunctionalWeighted, QuantReLU)
+
+QUANTIZABLE = ("linear", "conv1d", "conv2d", "relu", "add", "sub", "mul", "matmul", "bmm")
+
+
+def _is_left_alone(config: dict[str, Any] | None) -> bool:
+    return config is None or config.get("name") is None or bool(config.get("bypass", False))
+
+
+def _unique_module_name(graph: Graph, base: str) -> str:
+    name, index = f"{base}_quant", 1
+    while hasattr(graph.module, name):
+        name, index = f"{base}_quant{index}", index + 1
+    return name
+
+
+def _call_new_module(graph: Graph, node: fx.Node, module: Any) -> None:
+    """Turn a function/method node into a call of `module` with the same operands."""
+    name = _unique_module_name(graph, node.name)
+    graph.module.add_submodule(name, module)
+    node.op, node.target = "call_module", name
+
+
+def _replace_node(graph: Graph, node: fx.Node, kind: str, specs: dict, config: dict) -> str:
+    """Swap one node for its quantized form; returns the new type name."""
+    if node.op == "call_module":
+        old = graph.submodule(node)
+        new = QUANTIZED_MODULES[kind].from_float(old, specs, config) if kind in QUANTIZED_MODULES \
+            else QuantReLU(specs, config)
+        graph.module.set_submodule(node.target, new)
+        return type(new).__name__
+    if kind in ("linear", "conv1d", "conv2d"):
+        module = QuantFunctionalWeighted(kind, specs, config)
+    elif kind == "relu":
+        node.args, node.kwargs = node.args[:1], {}  # drop inplace: the quantized input is new
+        module = QuantReLU(specs, config)
+    elif kind in BINARY_FUNCTIONS and len(node.args) == 2 and not node.kwargs:
+        module = QuantBinaryOp(kind, specs, config)
+    else:
+        raise PassError(f"node {node.name!r} ({kind} with arguments {node.args!r}) cannot be "
+                        "quantized; leave it alone with name = \"NA\"")
+    _call_new_module(graph, node, module)
+    return type(module).__name__
+
+
+def _describe(specs: dict) -> str:
+    parts = []
+    for operand, spec in specs.items():
+        if spec is not None:
+            record = spec.precision()
+            extra = "".join(f" {k}={v}" for k, v in record.items() if k not in ("type", "width"))
+            parts.append(f"{operand}: {record['type']}{record['width']}{extra}")
+    return "; ".join(parts)
+
+
+def quantize_transform_pass(graph: Graph, args: dict[str, Any]) -> tuple[Graph, dict[str, Any]]:
+    """Quantize the nodes selected by `by`/`default`/entries; returns a new graph and a summary."""
+    selection = parse_selection("quantize", args, require_default=True, reserved=("report",))
+    nodes = graph.compute_nodes()
+    selection.check_keys([n.name for n in nodes], QUANTIZABLE)
+    new = graph.copy()
+    rows, totals, changed = [], Counter(), Counter()
+    for node in new.compute_nodes():
+        meta = new.meta[node.name]
+        if meta.kind not in QUANTIZABLE:
+            continue
+        totals[meta.kind] += 1
+        config = selection.entry_for(node.name, meta.kind)
+        row = {"node": node.name, "op": meta.kind, "original_type": meta.target,
+               "new_type": meta.target, "precision": "float32"}
+        if not _is_left_alone(config):
+            specs = parse_node_config(config, node=node.name, unsigned_data_in=meta.kind == "relu")
+            row["new_type"] = _replace_node(new, node, meta.kind, specs, config)
+            row["precision"] = _describe(specs)
+            changed[meta.kind] += 1
+        rows.append(row)
+    new.record_pass("quantize", args)
+    new.refresh()
+    histogram = {kind: {"total": totals[kind], "quantized": changed[kind]} for kind in totals}
+    return new, {"rows": rows, "histogram": histogram}

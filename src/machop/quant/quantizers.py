@@ -1,0 +1,371 @@
+"""Fake quantizers: float tensors whose values lie on a low-precision grid, STE gradients.
+
+Every public function returns a tensor of the input's dtype (float32 for integer inputs) whose
+values are exactly representable in the target format, and whose gradient is the identity
+(straight-through estimator). Half-precision inputs are computed in float32 and cast back.
+
+Semantics follow MASE (`chop.nn.quantizers`) with these deliberate differences, each a fix:
+
+- minifloat / block_fp round to the *nearest* grid value. MASE clamps the integer mantissa
+  instead of carrying into the next binade, so values within half a step below a power of two
+  (and, for block_fp and minifloat_denorm, exact powers of two) are rounded down a step; for
+  block_fp that also makes MASE's quantizer non-idempotent. The grids themselves are MASE's.
+- MASE passes values with |x| <= 1e-8 through unquantized (`isclose(x, 0)`); here they are
+  quantized like every other value (usually to 0), so every output lies on the grid.
+- log: MASE adds 0.1 * 2^min_exponent to |x| before taking log2 (to dodge log2(0)); here
+  round(log2|x|) is exact and zero is mapped to +2^min_exponent explicitly, as in MASE.
+- binary unipolar gives {0, 1} (MASE scales it by the mean |x| of each row); ternary uses one
+  threshold and scale per tensor (MASE: per first-dim slice, fixed 0.75, 4-D tensors only).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from decimal import Decimal, getcontext
+from functools import partial
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+# --------------------------------------------------------------------------------------------
+# Shared machinery
+# --------------------------------------------------------------------------------------------
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward: an arbitrary quantizer; backward: the incoming gradient unchanged."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, forward: Callable[[Tensor], Tensor]) -> Tensor:  # noqa: ARG004
+        return forward(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # noqa: ARG004
+        return grad, None
+
+
+def _straight_through(x: Tensor, forward: Callable[[Tensor], Tensor]) -> Tensor:
+    # A Function keeps the forward bit-exact; `x + (q - x).detach()` can be off by an ulp.
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _StraightThrough.apply(x, forward)
+    return forward(x)
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    # Half types overflow 2^f scales and cannot hold wide grids; integers carry no fraction.
+    return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def _in_compute_dtype(x: Tensor) -> Tensor:
+    return x.to(_compute_dtype(x))
+
+
+def _back_to_input_dtype(q: Tensor, x: Tensor) -> Tensor:
+    return q.to(x.dtype) if x.is_floating_point() else q
+
+
+def _pow2(exponent: Tensor, dtype: torch.dtype) -> Tensor:
+    """2**exponent built from its bit pattern: exact, unlike exp2/pow on some backends."""
+    if dtype == torch.float64:
+        biased = exponent.to(torch.int64).clamp(-1022, 1023) + 1023
+        return torch.bitwise_left_shift(biased, 52).view(torch.float64)
+    biased = exponent.to(torch.int32).clamp(-126, 127) + 127
+    return torch.bitwise_left_shift(biased, 23).view(torch.float32)
+
+
+def _scale_pow2(x: Tensor, exponent: Tensor) -> Tensor:
+    """x * 2**exponent, exact whenever the result is representable (|exponent| <= 252)."""
+    # Two halves: the intermediate lies between x and the result, so it never over/underflows
+    # when both ends are normal numbers.
+    half = torch.div(exponent, 2, rounding_mode="floor")
+    return x * _pow2(half, x.dtype) * _pow2(exponent - half, x.dtype)
+
+
+def _round_to_step(magnitude: Tensor, step_exponent: Tensor) -> Tensor:
+    """Round (half to even) to the nearest multiple of 2**step_exponent."""
+    return _scale_pow2(torch.round(_scale_pow2(magnitude, -step_exponent)), step_exponent)
+
+
+_HUGE_EXPONENT = 1 << 20  # stands for log2(inf); every caller clamps it to its largest exponent
+
+
+def _floor_log2(magnitude: Tensor) -> Tensor:
+    """floor(log2(m)) exactly, for m > 0 (frexp: m = f * 2^e with f in [0.5, 1))."""
+    exponent = torch.frexp(magnitude).exponent - 1
+    return torch.where(torch.isinf(magnitude), _HUGE_EXPONENT, exponent)
+
+
+def _keep_nan(x: Tensor, q: Tensor) -> Tensor:
+    # Quantizers built from comparisons would turn NaN into a grid value and hide divergence.
+    return torch.where(torch.isnan(x), x, q)
+
+
+def default_exponent_bias(exponent_width: int) -> int:
+    """IEEE-style default bias of an exponent field: 2^(e-1) - 1."""
+    return 2 ** (exponent_width - 1) - 1
+
+
+def _bias_or_default(exponent_bias: int | None, exponent_width: int) -> int:
+    return default_exponent_bias(exponent_width) if exponent_bias is None else int(exponent_bias)
+
+
+# --------------------------------------------------------------------------------------------
+# Integer (fixed point)
+# --------------------------------------------------------------------------------------------
+
+
+def integer_range(width: int, is_signed: bool = True) -> tuple[int, int]:
+    """Smallest and largest integer code of a width-bit (un)signed fixed-point number."""
+    if is_signed:
+        return -(2 ** (width - 1)), 2 ** (width - 1) - 1
+    return 0, 2**width - 1
+
+
+def _integer(x: Tensor, width: int, frac_width: int, is_signed: bool) -> Tensor:
+    lo, hi = integer_range(width, is_signed)
+    scale = 2.0**frac_width
+    # x * 2^f and k / 2^f are exact in binary floating point; clamping before dividing keeps
+    # the bounds exact integers.
+    q = torch.mul(_in_compute_dtype(x), scale).round_().clamp_(lo, hi).div_(scale)
+    return _back_to_input_dtype(q, x)
+
+
+def integer_quantize(x: Tensor, width: int, frac_width: int | None = None,
+                     is_signed: bool = True) -> Tensor:
+    """Fixed point: clamp(round_half_even(x * 2^f), lo, hi) / 2^f, f = width // 2 by default."""
+    frac = width // 2 if frac_width is None else frac_width
+    return _straight_through(x, partial(_integer, width=width, frac_width=frac, is_signed=is_signed))
+
+
+# --------------------------------------------------------------------------------------------
+# Minifloat
+# --------------------------------------------------------------------------------------------
+
+
+def minifloat_ieee_range(width: int, exponent_width: int,
+                         exponent_bias: int | None = None) -> tuple[float, float]:
+    """(smallest positive subnormal, largest normal) of an IEEE-like minifloat."""
+    mantissa = width - 1 - exponent_width
+    bias = _bias_or_default(exponent_bias, exponent_width)
+    top = 2**exponent_width - 1 - bias
+    return 2.0 ** (1 - bias - mantissa), (2.0 - 2.0**-mantissa) * 2.0**top
+
+
+def _minifloat_ieee(x: Tensor, width: int, exponent_width: int, exponent_bias: int | None) -> Tensor:
+    mantissa = width - 1 - exponent_width
+    bias = _bias_or_default(exponent_bias, exponent_width)
+    lowest_normal, top = 1 - bias, 2**exponent_width - 1 - bias
+    _, largest = minifloat_ieee_range(width, exponent_width, bias)
+    y = _in_compute_dtype(x)
+    magnitude = y.abs()
+    # Below the smallest normal the step stays that of the subnormal range, 2^(1-bias-m).
+    exponent = _floor_log2(magnitude).clamp_(lowest_normal, top)
+    q = _round_to_step(magnitude, exponent - mantissa).clamp_(max=largest)
+    return _back_to_input_dtype(torch.copysign(q, y), x)
+
+
+def minifloat_ieee_quantize(x: Tensor, width: int, exponent_width: int,
+                            exponent_bias: int | None = None) -> Tensor:
+    """IEEE-like minifloat with subnormals, no inf/NaN codes, saturating at the largest normal."""
+    return _straight_through(x, partial(_minifloat_ieee, width=width, exponent_width=exponent_width,
+                                        exponent_bias=exponent_bias))
+
+
+def minifloat_denorm_range(width: int, exponent_width: int,
+                           exponent_bias: int | None = None) -> tuple[float, float]:
+    """(smallest positive value, largest value) of a minifloat without implicit leading bit."""
+    mantissa = width - 1 - exponent_width
+    bias = _bias_or_default(exponent_bias, exponent_width)
+    top = 2**exponent_width - 1 - bias
+    return 2.0 ** (-bias - mantissa), (1.0 - 2.0**-mantissa) * 2.0**top
+
+
+def _minifloat_denorm(x: Tensor, width: int, exponent_width: int, exponent_bias: int | None) -> Tensor:
+    mantissa = width - 1 - exponent_width
+    bias = _bias_or_default(exponent_bias, exponent_width)
+    bottom, top = -bias, 2**exponent_width - 1 - bias
+    _, largest = minifloat_denorm_range(width, exponent_width, bias)
+    largest = largest
+    y = _in_compute_dtype(x)
+    magnitude = y.abs()
+    # Values are 0.m * 2^E; the finest exponent whose range holds |x| is floor(log2|x|) + 1.
+    exponent = (_floor_log2(magnitude) + 1).clamp_(bottom, top)
+    q = _round_to_step(magnitude, exponent - mantissa).clamp_(max=largest)
+    return _back_to_input_dtype(torch.copysign(q, y), x)
+
+
+def minifloat_denorm_quantize(x: Tensor, width: int, exponent_width: int,
+                              exponent_bias: int | None = None) -> Tensor:
+    """MASE's denormal minifloat: sign * 0.mantissa * 2^(exp - bias), no implicit one, saturating."""
+    return _straight_through(x, partial(_minifloat_denorm, width=width, exponent_width=exponent_width,
+                                        exponent_bias=exponent_bias))
+
+
+# --------------------------------------------------------------------------------------------
+# Logarithmic
+# --------------------------------------------------------------------------------------------
+
+
+def _largest_below_sqrt_half(dtype: np.dtype) -> float:
+    getcontext().prec = 60
+    exact = Decimal(2).sqrt() / 2
+    candidate = dtype.type(math.sqrt(0.5))
+    while Decimal(float(candidate)) >= exact:
+        candidate = np.nextafter(candidate, dtype.type(0))
+    return float(candidate)
+
+
+# log2(f) >= -1/2  <=>  f >= sqrt(1/2)  <=>  f > (largest float below the irrational sqrt(1/2)).
+_BELOW_SQRT_HALF = {torch.float32: _largest_below_sqrt_half(np.dtype(np.float32)),
+                    torch.float64: _largest_below_sqrt_half(np.dtype(np.float64))}
+
+
+def default_log_exponent_bias(width: int) -> int:
+    """Default bias of a width-bit log format (1 sign bit, width - 1 exponent bits)."""
+    return default_exponent_bias(width - 1)
+
+
+def log_exponent_range(width: int, exponent_bias: int | None = None) -> tuple[int, int]:
+    """(smallest, largest) power-of-two exponent of a width-bit log format."""
+    bias = default_log_exponent_bias(width) if exponent_bias is None else int(exponent_bias)
+    return -bias, 2 ** (width - 1) - 1 - bias
+
+
+def _round_log2(magnitude: Tensor) -> Tensor:
+    """round(log2(m)) exactly for m > 0; ties cannot occur (the midpoint sqrt(2) is irrational)."""
+    fraction, exponent = torch.frexp(magnitude)
+    rounded = torch.where(fraction > _BELOW_SQRT_HALF[magnitude.dtype], exponent, exponent - 1)
+    return torch.where(torch.isinf(magnitude), _HUGE_EXPONENT, rounded)
+
+
+def _log(x: Tensor, width: int, exponent_bias: int | None) -> Tensor:
+    bottom, top = log_exponent_range(width, exponent_bias)
+    y = _in_compute_dtype(x)
+    magnitude = y.abs()
+    # The format has no zero: like MASE, 0 becomes the smallest magnitude, with a + sign.
+    exponent = torch.where(magnitude == 0, bottom, _round_log2(magnitude)).clamp_(bottom, top)
+    power = _pow2(exponent, y.dtype)
+    q = _keep_nan(y, torch.where(y < 0, -power, power))
+    return _back_to_input_dtype(q, x)
+
+
+def log_quantize(x: Tensor, width: int, exponent_bias: int | None = None) -> Tensor:
+    """Sign and power of two: sign(x) * 2^clamp(round(log2|x|)); zero maps to +2^min (no zero)."""
+    return _straight_through(x, partial(_log, width=width, exponent_bias=exponent_bias))
+
+
+# --------------------------------------------------------------------------------------------
+# Block floating point
+# --------------------------------------------------------------------------------------------
+
+
+def block_shape(shape: Sequence[int], block_size: int | Sequence[int]) -> tuple[int, ...]:
+    """The block (tile) shape used for a tensor of `shape`.
+
+    An int b means b consecutive elements along the last dimension. A list is right-aligned with
+    the tensor's dimensions (as in MASE): [1, 16] on a (rows, cols) tensor means 1 x 16 tiles;
+    dimensions the list does not reach get block size 1, extra leading entries are ignored, and an
+    entry larger than its dimension covers the whole dimension.
+    """
+    sizes = [block_size] if isinstance(block_size, int) else list(block_size)
+    sizes = sizes[-len(shape):] if shape else []
+    tile = [1] * (len(shape) - len(sizes)) + sizes
+    return tuple(min(t, s) for t, s in zip(tile, shape))
+
+
+def _blocked_view(x: Tensor, tile: tuple[int, ...]) -> tuple[Tensor, tuple[int, ...]]:
+    """x zero-padded to whole tiles, viewed as (n1, t1, n2, t2, ...); also the padded shape."""
+    counts = [-(-s // t) for s, t in zip(x.shape, tile)]
+    padded = tuple(n * t for n, t in zip(counts, tile))
+    padding = []
+    for size, full in zip(reversed(x.shape), reversed(padded)):
+        padding += [0, full - size]
+    if any(padding):
+        x = F.pad(x, padding)
+    interleaved = [d for n, t in zip(counts, tile) for d in (n, t)]
+    return x.reshape(interleaved), padded
+
+
+def _block_fp(x: Tensor, width: int, exponent_width: int, exponent_bias: int | None,
+              block_size: int | Sequence[int]) -> Tensor:
+    if x.numel() == 0:
+        return _in_compute_dtype(x).clone()
+    mantissa = width - 1
+    bias = _bias_or_default(exponent_bias, exponent_width)
+    bottom, top = -bias, 2**exponent_width - 1 - bias
+    y = _in_compute_dtype(x)
+    shape = y.shape
+    flat = y.reshape(1) if y.dim() == 0 else y
+    tile = block_shape(flat.shape, block_size)
+    magnitude, padded = _blocked_view(flat.abs(), tile)
+    within_block = tuple(range(1, 2 * flat.dim(), 2))
+    block_max = magnitude.amax(dim=within_block, keepdim=True)
+    # Shared exponent E with block max < 2^E, so every mantissa is below 1 (MASE's ceil(log2)
+    # misses this when the max is an exact power of two).
+    exponent = (_floor_log2(block_max) + 1).clamp_(bottom, top)
+    step = exponent - mantissa
+    codes = torch.round(_scale_pow2(magnitude, -step)).clamp_(max=2**mantissa - 1)
+    q = _scale_pow2(codes, step).reshape(padded)
+    q = q[tuple(slice(0, s) for s in flat.shape)].reshape(shape)
+    return _back_to_input_dtype(torch.copysign(q, y), x)
+
+
+def block_fp_quantize(x: Tensor, width: int, exponent_width: int, exponent_bias: int | None = None,
+                      block_size: int | Sequence[int] = 16) -> Tensor:
+    """Block floating point: per block a shared exponent, per element sign + (width-1)-bit mantissa.
+
+    Blocks follow `block_shape` (an int: consecutive elements of the last dimension); a tensor
+    whose size is not a multiple of the block is zero-padded, which never changes a block's
+    exponent. The shared exponent is clamped to [-bias, 2^exponent_width - 1 - bias].
+    """
+    return _straight_through(x, partial(_block_fp, width=width, exponent_width=exponent_width,
+                                        exponent_bias=exponent_bias, block_size=block_size))
+
+
+# --------------------------------------------------------------------------------------------
+# Binary and ternary
+# --------------------------------------------------------------------------------------------
+
+
+def _binary(x: Tensor, stochastic: bool, bipolar: bool, generator: torch.Generator | None) -> Tensor:
+    y = _in_compute_dtype(x)
+    if stochastic:
+        probability = ((y + 1) / 2).clamp_(0, 1)
+        high = torch.rand(y.shape, generator=generator, device=y.device, dtype=y.dtype) < probability
+    else:
+        high = y >= 0 if bipolar else y > 0
+    q = high.to(y.dtype)
+    if bipolar:
+        q = q.mul_(2).sub_(1)
+    return _back_to_input_dtype(_keep_nan(y, q), x)
+
+
+def binary_quantize(x: Tensor, stochastic: bool = False, bipolar: bool = True,
+                    generator: torch.Generator | None = None) -> Tensor:
+    """Bipolar: +1 where x >= 0 else -1; unipolar: 1 where x > 0 else 0; stochastic: P(high) = (x+1)/2."""
+    return _straight_through(x, partial(_binary, stochastic=stochastic, bipolar=bipolar,
+                                        generator=generator))
+
+
+def _ternary(x: Tensor, threshold: float, scaling_factor: bool) -> Tensor:
+    if x.numel() == 0:
+        return _in_compute_dtype(x).clone()
+    # float64 statistics make alpha exact to its rounding, so quantizing twice changes nothing.
+    y = x.to(torch.float64)
+    magnitude = y.abs()
+    delta = threshold * magnitude.mean()
+    kept = magnitude > delta
+    q = torch.sign(y) * kept
+    if scaling_factor:
+        alpha = (magnitude * kept).sum() / kept.sum().clamp(min=1)
+        q = q * alpha
+    q = _keep_nan(y, q)
+    return q.to(x.dtype) if x.is_floating_point() else q.to(torch.float32)
+
+
+def ternary_quantize(x: Tensor, threshold: float = 0.7, scaling_factor: bool = True) -> Tensor:
+    """TWN: delta = threshold * mean|x|; sign(x) where |x| > delta else 0, times mean|x| over |x| > delta."""
+    return _straight_through(x, partial(_ternary, threshold=threshold, scaling_factor=scaling_factor))
