@@ -8,9 +8,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from machop.quant.quantizers import (binary_quantize, block_fp_quantize, block_shape,
-                                     integer_quantize, log_quantize, minifloat_denorm_quantize,
-                                     minifloat_ieee_quantize, ternary_quantize)
+from machop.quant.quantizers import (
+    binary_quantize,
+    block_fp_quantize,
+    block_shape,
+    integer_quantize,
+    log_quantize,
+    minifloat_denorm_quantize,
+    minifloat_ieee_quantize,
+    ternary_quantize,
+)
 
 # --------------------------------------------------------------------------------------------
 # NumPy references

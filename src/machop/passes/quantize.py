@@ -11,8 +11,13 @@ from machop.errors import PassError
 from machop.graph.graph import Graph
 from machop.passes.selection import parse_selection
 from machop.quant.arithmetic import parse_node_config
-from machop.quant.modules import (BINARY_FUNCTIONS, QUANTIZED_MODULES, QuantBinaryOp,
-                                  QuantFunctionalWeighted, QuantReLU)
+from machop.quant.modules import (
+    BINARY_FUNCTIONS,
+    QUANTIZED_MODULES,
+    QuantBinaryOp,
+    QuantFunctionalWeighted,
+    QuantReLU,
+)
 
 QUANTIZABLE = ("linear", "conv1d", "conv2d", "relu", "add", "sub", "mul", "matmul", "bmm")
 

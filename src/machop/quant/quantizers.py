@@ -188,7 +188,6 @@ def _minifloat_denorm(x: Tensor, width: int, exponent_width: int, exponent_bias:
     bias = _bias_or_default(exponent_bias, exponent_width)
     bottom, top = -bias, 2**exponent_width - 1 - bias
     _, largest = minifloat_denorm_range(width, exponent_width, bias)
-    largest = largest
     y = _in_compute_dtype(x)
     magnitude = y.abs()
     # Values are 0.m * 2^E; the finest exponent whose range holds |x| is floor(log2|x|) + 1.
