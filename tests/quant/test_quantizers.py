@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -83,12 +85,13 @@ def np_block_fp(x: np.ndarray, width: int, e: int, bias: int, block: int) -> np.
 
 
 def np_ternary(x: np.ndarray, threshold: float, scaling: bool) -> np.ndarray:
-    x = x.astype(np.float64)
-    a = np.abs(x)
-    kept = a > threshold * a.mean()
+    """Statistics in float64, delta and alpha rounded to float32 (the input's precision)."""
+    a = np.abs(x.astype(np.float32))
+    delta = np.float32(threshold * a.astype(np.float64).mean())
+    kept = a > delta
     q = np.sign(x) * kept
     if scaling:
-        q = q * (a[kept].mean() if kept.any() else 0.0)
+        q = q * np.float32(a[kept].astype(np.float64).mean() if kept.any() else 0.0)
     return q.astype(np.float32)
 
 
@@ -210,8 +213,9 @@ def test_integer_straight_through_gradient(fmt: tuple[int, int, bool], values: l
 # Minifloat
 # --------------------------------------------------------------------------------------------
 
+# (12, 8, 130) reaches float32's subnormal range and takes the exact slow paths.
 MINIFLOAT_FORMATS = [(8, 4, 7), (8, 5, 15), (8, 3, 3), (8, 2, 1), (6, 2, 1), (5, 3, 3), (4, 2, 1),
-                     (3, 1, 0), (8, 4, 3), (8, 4, 12), (7, 6, 31), (16, 5, 15)]
+                     (3, 1, 0), (8, 4, 3), (8, 4, 12), (7, 6, 31), (16, 5, 15), (12, 8, 130)]
 
 
 def grid_inputs(grid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -220,7 +224,8 @@ def grid_inputs(grid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     mids = ((grid[1:] + grid[:-1]) / 2).astype(np.float32)
     near = np.concatenate([np.nextafter(mids, np.float32(0)), np.nextafter(mids, np.float32(np.inf))])
     top = grid[-1]
-    wild = (2.0 ** rng.uniform(np.log2(grid[1]) - 3, np.log2(top) + 3, 2000)).astype(np.float32)
+    wild = 2.0 ** rng.uniform(np.log2(grid[1]) - 3, min(np.log2(top) + 3, 127), 2000)
+    wild = wild.astype(np.float32)
     special = np.array([0, top * 1.01, top * 4, 1e30, np.inf, grid[1] / 3, 1e-30], np.float32)
     magnitudes = np.concatenate([g, mids, near, wild, special])
     return np.concatenate([magnitudes, -magnitudes]).astype(np.float32)
@@ -240,6 +245,20 @@ def test_minifloat_denorm_is_nearest_value_of_the_format(width: int, e: int, bia
     x = grid_inputs(grid, np.random.default_rng(width * 100 + e))
     q = minifloat_denorm_quantize(torch.from_numpy(x), width, e, bias)
     assert_bit_exact(q, np_round_to_grid(x, grid))
+
+
+@pytest.mark.parametrize("dtype, exponent_width", [(torch.bfloat16, 8), (torch.float16, 5)])
+def test_minifloat_ieee_rounds_like_torch_half_types(dtype: torch.dtype, exponent_width: int) -> None:
+    # Same bit layout, round-to-nearest-even and subnormals; only inf/NaN codes differ, so compare
+    # below the half type's largest finite value.
+    generator = torch.Generator().manual_seed(0)
+    finfo = torch.finfo(dtype)
+    lowest = finfo.smallest_normal * finfo.eps / 4  # below the smallest subnormal
+    magnitude = torch.exp2(torch.empty(100000).uniform_(math.log2(lowest), math.log2(finfo.max),
+                                                        generator=generator))
+    x = magnitude * torch.randint(0, 2, (100000,), generator=generator).mul(2).sub(1)
+    x = x[x.abs() < finfo.max]
+    assert torch.equal(minifloat_ieee_quantize(x, 16, exponent_width), x.to(dtype).float())
 
 
 def test_minifloat_default_bias_and_hand_values() -> None:
@@ -298,14 +317,15 @@ def test_minifloat_agrees_with_mase_except_just_below_powers_of_two(width: int, 
 
 
 @pytest.mark.parametrize("width, bias", [(2, 0), (3, 1), (4, 3), (5, 7), (6, 15), (8, 63), (4, 0),
-                                         (4, 6)])
+                                         (4, 6), (9, 130)])
 def test_log_against_numpy(width: int, bias: int) -> None:
     rng = np.random.default_rng(width)
-    powers = 2.0 ** np.arange(-bias - 3, 2 ** (width - 1) - bias + 3)
+    low, high = max(-bias - 3, -149), min(2 ** (width - 1) - bias + 3, 127)  # float32's range
+    powers = 2.0 ** np.arange(low, high)
     sqrt2 = (powers * np.sqrt(2)).astype(np.float32)  # the rounding boundary, never a tie
     around = np.concatenate([np.nextafter(sqrt2, np.float32(0)), sqrt2,
                              np.nextafter(sqrt2, np.float32(np.inf))])
-    wild = (2.0 ** rng.uniform(-bias - 4, 2 ** (width - 1) - bias + 4, 2000)).astype(np.float32)
+    wild = (2.0 ** rng.uniform(low - 1, high, 2000)).astype(np.float32)
     magnitudes = np.concatenate([powers.astype(np.float32), around, wild, [0, 1e-30, 1e30, np.inf]])
     x = np.concatenate([magnitudes, -magnitudes]).astype(np.float32)
     assert_bit_exact(log_quantize(torch.from_numpy(x), width, bias), np_log(x, width, bias))
@@ -333,6 +353,7 @@ def test_block_fp_against_numpy(width: int, e: int, block: int) -> None:
     rows[1, :block] = 2.0                   # block max an exact power of two
     rows[2, :block] = torch.linspace(-1, 1, block)
     rows[3] *= 1e6                          # saturates small exponent widths
+    rows[4] *= 2.0**-135                    # float32 subnormals: the exact slow paths for e = 8
     bias = 2 ** (e - 1) - 1
     assert_bit_exact(block_fp_quantize(rows, width, e, block_size=block),
                      np_block_fp(rows.numpy(), width, e, bias, block))

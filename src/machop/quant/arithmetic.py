@@ -14,6 +14,7 @@ Rules (decisions; tests pin them):
 - An operand with some keys must have the arithmetic's required ones (integer: width;
   minifloat: width, exponent_width; ...); optional fields take defaults (frac_width = width // 2,
   exponent_bias = 2^(e-1) - 1, block_size = 16). "NA" or None means "default".
+- `name` is case-insensitive; "fixed" is MASE's alias of "integer" and is recorded as "integer".
 - binary and ternary have fixed widths (1 and 2 bits). MASE configs give them `<op>_width`,
   `<op>_frac_width` and (ternary) `<op>_mean/median/max` statistics; these are accepted and
   have no effect, exactly as in MASE where the quantizers ignore them.
@@ -24,7 +25,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 from torch import Tensor
@@ -33,6 +34,8 @@ from machop.errors import PassError, closest, unknown_name
 from machop.quant import quantizers as Q
 
 OPERANDS = ("data_in", "weight", "bias", "data_out")
+# Above 24 bits not every integer code is a float32 number, so widths 25..32 are simulated on
+# float32's coarser grid near their bounds; wider formats would be simulated no better.
 MAX_WIDTH = 32
 NONE_STRINGS = ("NA", "na", "none", "None")
 
@@ -130,14 +133,12 @@ class OperandSpec:
     threshold: float = 0.7
     scaling_factor: bool = True
     is_signed: bool = True
-    _arith: Arithmetic = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         key = str(self.arithmetic).lower()
         if key not in ARITHMETICS:
             raise InvalidOperand("arithmetic", unknown_name("arithmetic", self.arithmetic, ARITHMETICS))
         arith = ARITHMETICS[key]
-        object.__setattr__(self, "_arith", arith)
         object.__setattr__(self, "arithmetic", arith.name)
         for name, default in _PARAMETER_DEFAULTS.items():
             value = getattr(self, name)
@@ -156,6 +157,10 @@ class OperandSpec:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.precision().items() if k != "type")
         return f"OperandSpec({self.arithmetic!r}, {params})"
+
+    @property
+    def _arith(self) -> Arithmetic:
+        return ARITHMETICS[self.arithmetic]
 
     def quantize(self, x: Tensor) -> Tensor:
         """Fake-quantize `x` (straight-through gradient)."""
@@ -178,7 +183,7 @@ class OperandSpec:
 
 
 _PARAMETER_DEFAULTS = {f.name: f.default for f in fields(OperandSpec)
-                       if f.init and f.name != "arithmetic" and f.default is not MISSING}
+                       if f.name != "arithmetic" and f.default is not MISSING}
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,8 +239,7 @@ def _check_minifloat_denorm(spec: OperandSpec) -> None:
 def _check_log(spec: OperandSpec) -> None:
     _check_width(spec, 2)
     bottom, top = Q.log_exponent_range(spec.width, spec.exponent_bias)
-    # Powers of two are built as normal float32 numbers, hence -126 rather than -149.
-    _check_exponent_span(spec, bottom, top, lowest_limit=-126, top_limit=127)
+    _check_exponent_span(spec, bottom, top, top_limit=127)
 
 
 def _check_block_fp(spec: OperandSpec) -> None:
