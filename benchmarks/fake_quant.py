@@ -4,8 +4,9 @@ For jsc-three-linear-layers (16 features) and a small VGG-style conv net (3x32x3
 same weights are evaluated three ways in the same process, in eval mode without gradients:
 
 * float      -- the original model.
-* cached     -- every linear/conv/relu quantized to 8-bit fixed point by quantize_transform_pass;
-                the quantized weights are computed once and reused (machop's default).
+* cached     -- linear and conv layers (inputs, weights, biases), and in a second row also the
+                ReLU inputs, quantized to 8-bit fixed point by quantize_transform_pass; the
+                quantized weights are computed once and reused (machop's default).
 * uncached   -- the same quantized model with weight caching switched off, so every forward
                 quantizes the constant weights again.
 
@@ -35,9 +36,11 @@ TARGET = 1.5
 RESULTS = Path(__file__).parent / "results" / "fake_quant.json"
 INT8 = {"name": "integer", "data_in_width": 8, "data_in_frac_width": 4, "weight_width": 8,
         "weight_frac_width": 4, "bias_width": 8, "bias_frac_width": 4}
-QUANTIZE_ALL = {"by": "type", "default": {"config": {"name": None}},
-                "linear": {"config": INT8}, "conv2d": {"config": INT8},
-                "relu": {"config": {"name": "integer", "data_in_width": 8, "data_in_frac_width": 4}}}
+WEIGHTED_ONLY = {"by": "type", "default": {"config": {"name": None}},
+                 "linear": {"config": INT8}, "conv2d": {"config": INT8}}
+WITH_RELU = {**WEIGHTED_ONLY,
+             "relu": {"config": {"name": "integer", "data_in_width": 8, "data_in_frac_width": 4}}}
+CONFIGS = {"linear+conv": WEIGHTED_ONLY, "linear+conv+relu": WITH_RELU}
 WORKLOADS = {  # display name: (model, dataset info, model_args, input shape)
     "jsc-three-linear-layers": ("jsc-three-linear-layers", DatasetInfo("jsc", 5, 16), {}, (16,)),
     "vgg7 (widths 16/32/64)": ("vgg7", DatasetInfo("cifar10", 10, 3072, (3, 32, 32)),
@@ -60,20 +63,20 @@ def set_weight_cache(module: torch.nn.Module, enabled: bool) -> None:
             layer.cache_weights = enabled
 
 
-def measure(name: str, batch: int, min_run_time: float) -> dict:
+def measure(name: str, quantized_ops: str, batch: int, min_run_time: float) -> dict:
     """Float, cached and uncached timings of one workload."""
     model_name, info, model_args, shape = WORKLOADS[name]
     torch.manual_seed(0)
     model = build_model(model_name, info, model_args).eval()
     x = torch.randn(batch, *shape)
-    quantized, _ = quantize_transform_pass(Graph(model, x[:8]), QUANTIZE_ALL)
+    quantized, _ = quantize_transform_pass(Graph(model, x[:8]), CONFIGS[quantized_ops])
     quantized = quantized.module.eval()
     float_ms = median_ms(model, x, min_run_time)
     set_weight_cache(quantized, True)
     cached_ms = median_ms(quantized, x, min_run_time)
     set_weight_cache(quantized, False)
     uncached_ms = median_ms(quantized, x, min_run_time)
-    return {"workload": name, "batch": batch, "float_ms": float_ms, "cached_ms": cached_ms,
+    return {"workload": name, "quantized": quantized_ops, "batch": batch, "float_ms": float_ms, "cached_ms": cached_ms,
             "uncached_ms": uncached_ms, "cached_over_float": cached_ms / float_ms,
             "uncached_over_float": uncached_ms / float_ms,
             "pass": cached_ms / float_ms <= TARGET}
@@ -82,15 +85,15 @@ def measure(name: str, batch: int, min_run_time: float) -> dict:
 def print_table(rows: list[dict], threads: int) -> None:
     """Rich table plus plain rows."""
     table = Table(title=f"P3: fake-quantized vs float evaluation ({threads} threads)")
-    for column in ("workload", "batch", "float ms", "cached ms", "uncached ms",
+    for column in ("workload", "quantized", "batch", "float ms", "cached ms", "uncached ms",
                    f"cached/float (<= {TARGET})", "uncached/float"):
-        table.add_column(column, justify="left" if column == "workload" else "right")
+        table.add_column(column, justify="left" if column in ("workload", "quantized") else "right")
     for r in rows:
         verdict = "PASS" if r["pass"] else "MISS"
-        table.add_row(r["workload"], str(r["batch"]), f"{r['float_ms']:.3f}", f"{r['cached_ms']:.3f}",
+        table.add_row(r["workload"], r["quantized"], str(r["batch"]), f"{r['float_ms']:.3f}", f"{r['cached_ms']:.3f}",
                       f"{r['uncached_ms']:.3f}", f"{r['cached_over_float']:.2f} {verdict}",
                       f"{r['uncached_over_float']:.2f}")
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = [measure(name, args.batch, args.min_run_time) for name in WORKLOADS]
+    rows = [measure(name, ops, args.batch, args.min_run_time) for name in WORKLOADS for ops in CONFIGS]
     print_table(rows, torch.get_num_threads())
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"threads": torch.get_num_threads(), "rows": rows}, indent=2))

@@ -24,14 +24,18 @@ _LAZY = {
     "evaluate": "machop.train",
     "load_checkpoint": "machop.train",
     "save_checkpoint": "machop.train",
+    "Graph": "machop.graph",
 }
+_SUBMODULES = ("api", "config", "data", "graph", "metrics", "models", "passes", "quant", "train")
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"machop.{name}")
     raise AttributeError(f"module 'machop' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+    return sorted([*globals(), *_LAZY, *_SUBMODULES])

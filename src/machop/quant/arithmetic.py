@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
@@ -153,6 +154,9 @@ class OperandSpec:
         for name, value in arith.defaults(self).items():
             object.__setattr__(self, name, value)
         arith.check(self)
+        # Bound once: quantize() runs on every activation of every forward pass.
+        object.__setattr__(self, "_bound_quantizer", partial(
+            arith.quantizer, **{name: getattr(self, name) for name in arith.params}))
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.precision().items() if k != "type")
@@ -164,7 +168,7 @@ class OperandSpec:
 
     def quantize(self, x: Tensor) -> Tensor:
         """Fake-quantize `x` (straight-through gradient)."""
-        return self._arith.quantizer(x, **{name: getattr(self, name) for name in self._arith.params})
+        return self._bound_quantizer(x)
 
     def precision(self) -> dict[str, Any]:
         """Node-metadata form, e.g. {"type": "integer", "width": 8, "frac_width": 4}."""

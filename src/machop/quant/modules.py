@@ -155,7 +155,9 @@ class QuantReLU(nn.Module):
         self.quant_config = dict(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(_apply(self.specs, "data_in", x))
+        quantized = _apply(self.specs, "data_in", x)
+        # A fresh quantized tensor is ours to overwrite: saves allocating a second activation.
+        out = F.relu(quantized, inplace=quantized is not x and not quantized.requires_grad)
         return _apply(self.specs, "data_out", out)
 
     def machop_precision(self) -> dict[str, dict[str, Any]]:
