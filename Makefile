@@ -34,6 +34,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/train_epoch.py
+	$(PY) benchmarks/fake_quant.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -120,3 +120,24 @@ def test_checkpoint_of_another_model_is_refused(cli, tmp_path, float_checkpoint)
                       "[passes.quantize]\nby = 'type'\n[passes.quantize.default.config]\nname = 'NA'\n")
     result = cli("transform", "-c", config, "--load", float_checkpoint, "--project-dir", tmp_path / "out")
     assert result.code == 2 and "does not match the model" in result.stderr
+
+
+def test_untraceable_user_model_is_one_line(cli, tmp_path):
+    model_file = tmp_path / "branchy.py"
+    model_file.write_text(
+        "from torch import nn\n\n"
+        "class Branchy(nn.Module):\n"
+        "    def __init__(self, num_features, num_classes):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(num_features, num_classes)\n\n"
+        "    def forward(self, x):\n"
+        "        if x.mean() > 0:\n"
+        "            return self.fc(x.flatten(1))\n"
+        "        return -self.fc(x.flatten(1))\n")
+    config = tmp_path / "c.toml"
+    config.write_text(f'model = "{model_file}:Branchy"\ndataset = "digits"\n'
+                      "[passes.quantize]\nby = 'type'\n[passes.quantize.default.config]\nname = 'NA'\n")
+    result = cli("transform", "-c", config, "--project-dir", tmp_path / "out")
+    assert result.code == 2
+    assert "cannot trace Branchy at" in result.stderr and "branchy.py:9" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

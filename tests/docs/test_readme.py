@@ -1,4 +1,4 @@
-"""The README's Python example runs as written."""
+"""The Python examples in README.md and docs/ run as written."""
 
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ def python_blocks(text: str) -> list[str]:
         elif inside:
             current.append(line)
     return blocks
+
+
+def test_docs_python_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pages = sorted((ROOT / "docs").glob("*.md"))
+    blocks = [(page.name, block) for page in pages for block in python_blocks(page.read_text())]
+    assert blocks
+    for name, block in blocks:
+        exec(compile(block, name, "exec"), {})
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
