@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
-from functools import partial
 from dataclasses import MISSING, dataclass, fields
+from functools import partial
 from typing import Any
 
 from torch import Tensor
