@@ -199,3 +199,30 @@ def test_bad_configs_are_pass_errors(args, message):
     with pytest.raises(PassError, match=message) as info:
         quantize_transform_pass(graph_of(), args)
     assert "\n" not in str(info.value)
+
+
+class Convs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(2, 3, 3, padding=1)
+        self.c2 = nn.Conv2d(1, 2, 3, stride=2, bias=False)
+
+    def forward(self, x):
+        y = self.c2(x)                       # (N, 2, 3, 3)
+        return self.c1(y.flatten(2))         # (N, 3, 9)
+
+
+def test_conv1d_and_conv2d_modules_are_quantized_exactly():
+    torch.manual_seed(0)
+    model = Convs()
+    x = torch.randn(4, 1, 7, 7)
+    new, info = quantize_transform_pass(Graph(model, x), {"by": "type", "default": NONE,
+                                                          "conv1d": {"config": INT8},
+                                                          "conv2d": {"config": INT8}})
+    assert {r["node"]: r["new_type"] for r in info["rows"]} == {"c2": "QuantConv2d", "c1": "QuantConv1d"}
+    q = lambda t: integer_quantize(t, 8, 4)  # noqa: E731
+    y = F.conv2d(q(x), q(model.c2.weight), None, stride=2)
+    expected = F.conv1d(q(y.flatten(2)), q(model.c1.weight), q(model.c1.bias), padding=1)
+    with torch.no_grad():
+        assert torch.equal(new(x), expected)
+    assert "bias" not in new.meta["c2"].precision
