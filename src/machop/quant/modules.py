@@ -95,52 +95,39 @@ class QuantLinear(_QuantizedParameters, nn.Linear):
         return _apply(self.specs, "data_out", out)
 
 
-class QuantConv1d(_QuantizedParameters, nn.Conv1d):
+class _QuantConv(_QuantizedParameters):
+    """Shared body of the quantized convolutions."""
+
+    machop_leaf = True
+
+    @classmethod
+    def from_float(cls, module: nn.Module, specs: OperandSpecs, config: dict[str, Any]) -> nn.Module:
+        """Quantized copy of `module`, weights and bias copied."""
+        new = cls(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
+                  padding=module.padding, dilation=module.dilation, groups=module.groups,
+                  bias=module.bias is not None, padding_mode=module.padding_mode,
+                  device=module.weight.device, dtype=module.weight.dtype)
+        new.load_state_dict(module.state_dict())
+        new.train(module.training)
+        new._init_quant(specs, config)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.quantized_parameters()
+        out = self._conv_forward(_apply(self.specs, "data_in", x), weight, bias)
+        return _apply(self.specs, "data_out", out)
+
+
+class QuantConv1d(_QuantConv, nn.Conv1d):
     """nn.Conv1d with quantized input, weight, bias (and optionally output)."""
 
-    machop_leaf = True
     machop_kind = "conv1d"
 
-    @classmethod
-    def from_float(cls, module: nn.Conv1d, specs: OperandSpecs, config: dict[str, Any]) -> QuantConv1d:
-        """Quantized copy of `module`, weights and bias copied."""
-        new = _conv_like(cls, module)
-        new._init_quant(specs, config)
-        return new
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.quantized_parameters()
-        out = self._conv_forward(_apply(self.specs, "data_in", x), weight, bias)
-        return _apply(self.specs, "data_out", out)
-
-
-class QuantConv2d(_QuantizedParameters, nn.Conv2d):
+class QuantConv2d(_QuantConv, nn.Conv2d):
     """nn.Conv2d with quantized input, weight, bias (and optionally output)."""
 
-    machop_leaf = True
     machop_kind = "conv2d"
-
-    @classmethod
-    def from_float(cls, module: nn.Conv2d, specs: OperandSpecs, config: dict[str, Any]) -> QuantConv2d:
-        """Quantized copy of `module`, weights and bias copied."""
-        new = _conv_like(cls, module)
-        new._init_quant(specs, config)
-        return new
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.quantized_parameters()
-        out = self._conv_forward(_apply(self.specs, "data_in", x), weight, bias)
-        return _apply(self.specs, "data_out", out)
-
-
-def _conv_like(cls: type, module: nn.Module) -> nn.Module:
-    new = cls(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
-              padding=module.padding, dilation=module.dilation, groups=module.groups,
-              bias=module.bias is not None, padding_mode=module.padding_mode,
-              device=module.weight.device, dtype=module.weight.dtype)
-    new.load_state_dict(module.state_dict())
-    new.train(module.training)
-    return new
 
 
 class QuantReLU(nn.Module):

@@ -167,18 +167,23 @@ def minifloat_ieee_range(width: int, exponent_width: int,
     return 2.0 ** (1 - bias - mantissa), (2.0 - 2.0**-mantissa) * 2.0**top
 
 
-def _minifloat_ieee(x: Tensor, width: int, exponent_width: int, exponent_bias: int | None) -> Tensor:
-    mantissa = width - 1 - exponent_width
-    bias = _bias_or_default(exponent_bias, exponent_width)
-    lowest_normal, top = 1 - bias, 2**exponent_width - 1 - bias
-    _, largest = minifloat_ieee_range(width, exponent_width, bias)
+def _round_minifloat(x: Tensor, mantissa: int, bottom: int, top: int, largest: float,
+                     offset: int = 0) -> Tensor:
+    """Round |x| to the step of its binade (clamped to [bottom, top]), saturate, keep the sign."""
     y = _in_compute_dtype(x)
     magnitude = y.abs()
-    # Below the smallest normal the step stays that of the subnormal range, 2^(1-bias-m).
-    exponent = _floor_log2(magnitude, lowest_normal, top)
-    q = _round_to_step(magnitude, exponent.sub_(mantissa), lowest_normal - mantissa, top - mantissa)
+    exponent = _floor_log2(magnitude, bottom, top, offset=offset)
+    q = _round_to_step(magnitude, exponent.sub_(mantissa), bottom - mantissa, top - mantissa)
     q = q.clamp_(max=min(largest, torch.finfo(y.dtype).max))
     return _back_to_input_dtype(torch.copysign(q, y), x)
+
+
+def _minifloat_ieee(x: Tensor, width: int, exponent_width: int, exponent_bias: int | None) -> Tensor:
+    bias = _bias_or_default(exponent_bias, exponent_width)
+    _, largest = minifloat_ieee_range(width, exponent_width, bias)
+    # Below the smallest normal the step stays that of the subnormal range, 2^(1-bias-m).
+    return _round_minifloat(x, width - 1 - exponent_width, 1 - bias,
+                            2**exponent_width - 1 - bias, largest)
 
 
 def minifloat_ieee_quantize(x: Tensor, width: int, exponent_width: int,
@@ -198,17 +203,11 @@ def minifloat_denorm_range(width: int, exponent_width: int,
 
 
 def _minifloat_denorm(x: Tensor, width: int, exponent_width: int, exponent_bias: int | None) -> Tensor:
-    mantissa = width - 1 - exponent_width
     bias = _bias_or_default(exponent_bias, exponent_width)
-    bottom, top = -bias, 2**exponent_width - 1 - bias
     _, largest = minifloat_denorm_range(width, exponent_width, bias)
-    y = _in_compute_dtype(x)
-    magnitude = y.abs()
     # Values are 0.m * 2^E; the finest exponent whose range holds |x| is floor(log2|x|) + 1.
-    exponent = _floor_log2(magnitude, bottom, top, offset=1)
-    q = _round_to_step(magnitude, exponent.sub_(mantissa), bottom - mantissa, top - mantissa)
-    q = q.clamp_(max=min(largest, torch.finfo(y.dtype).max))
-    return _back_to_input_dtype(torch.copysign(q, y), x)
+    return _round_minifloat(x, width - 1 - exponent_width, -bias,
+                            2**exponent_width - 1 - bias, largest, offset=1)
 
 
 def minifloat_denorm_quantize(x: Tensor, width: int, exponent_width: int,
