@@ -201,3 +201,46 @@ def transform(config: RunConfig) -> TransformOutcome:
     return TransformOutcome(summaries=list(zip([n for n, _ in passes], infos)),
                             metrics_before=before, metrics_after=after, model_path=model_path,
                             summary_paths=summary_paths, model=graph.module)
+
+
+@dataclass
+class AnalyzeOutcome:
+    """What `analyze` measured."""
+
+    metrics: dict[str, float | None]
+    notes: dict[str, str]
+    per_node: list[dict[str, Any]]
+    classification: dict[str, Any]
+    path: Path
+
+
+def analyze(config: RunConfig, metrics: list[str] | None = None, *, split: str = "validation",
+            num_samples: int | None = None) -> AnalyzeOutcome:
+    """Measure the configured model (after the config's [passes], if any) and write analysis.json."""
+    from machop.graph import Graph
+    from machop.metrics.registry import MetricContext, compute_metrics, resolve_metric_names
+    from machop.passes import apply_passes
+
+    names = resolve_metric_names(metrics)
+    prepared = prepare(config)
+    config, data = prepared.config, prepared.dataset
+    data.split(split)
+    graph = Graph(prepared.model, example_batch(data.validation))
+    if config.passes:
+        graph, _ = apply_passes(graph, list(config.passes.items()))
+    context = MetricContext(graph=graph, dataset=data, split=split, num_samples=num_samples,
+                            batch_size=config.batch_size,
+                            device=resolve_device(config.accelerator))
+    values = compute_metrics(names, context)
+    per_node = context.group("complexity")["per_node"]
+    classification = context.results.get("classification", {})
+    project = Project.from_config(config)
+    project.check_writable()
+    path = write_json_atomic(project.root / "analysis.json", {
+        "model": config.model, "dataset": config.dataset, "split": split, "metrics": values,
+        "notes": context.notes, "per_node": per_node,
+        "per_class": classification.get("per_class"),
+        "confusion_matrix": classification.get("confusion_matrix"),
+        "speed": {k: v for k, v in context.results.get("speed", {}).items()}})
+    return AnalyzeOutcome(metrics=values, notes=context.notes, per_node=per_node,
+                          classification=classification, path=path)

@@ -8,6 +8,7 @@ import traceback
 import typer
 
 from machop.cli import state
+from machop.cli.analyze import analyze_command
 from machop.cli.info import info_command
 from machop.cli.test import test_command
 from machop.cli.train import train_command
@@ -26,8 +27,9 @@ app = typer.Typer(
 app.command("train")(train_command)
 app.command("test")(test_command)
 app.command("transform")(transform_command)
+app.command("analyze")(analyze_command)
 app.command("info")(info_command)
-# `search`, `report` and `analyze` are reserved for the commands that add them.
+# `search` and `report` are reserved for the commands that add them.
 
 
 def _fail(message: str, exc: BaseException | None = None) -> int:

@@ -10,7 +10,7 @@ from rich.table import Table
 from machop.cli.console import out
 from machop.errors import ConfigError
 
-TOPICS = ("models", "datasets", "all")
+TOPICS = ("models", "datasets", "metrics", "all")
 
 
 def _models_table() -> Table:
@@ -39,11 +39,22 @@ def _datasets_table() -> Table:
     return table
 
 
+def _metrics_table() -> Table:
+    from machop.metrics.registry import METRICS
+
+    table = Table(title="Metrics", title_justify="left")
+    for column in ("Name", "Group", "Better", "Unit", "Description"):
+        table.add_column(column)
+    for metric in METRICS.values():
+        table.add_row(metric.name, metric.group, metric.direction, metric.unit, metric.description)
+    return table
+
+
 def info_command(
-    topic: Annotated[str, typer.Argument(help="models, datasets or all.")] = "all",
+    topic: Annotated[str, typer.Argument(help="models, datasets, metrics or all.")] = "all",
 ) -> None:
     """List the registered models and datasets."""
-    singular = {"model": "models", "dataset": "datasets"}
+    singular = {"model": "models", "dataset": "datasets", "metric": "metrics"}
     topic = singular.get(topic, topic)
     if topic not in TOPICS:
         raise ConfigError(f"unknown info topic {topic!r} (valid: {', '.join(TOPICS)})")
@@ -51,3 +62,5 @@ def info_command(
         out.print(_models_table())
     if topic in ("datasets", "all"):
         out.print(_datasets_table())
+    if topic in ("metrics", "all"):
+        out.print(_metrics_table())

@@ -95,7 +95,8 @@ def config_command(func: Callable[..., Any]) -> Callable[..., Any]:
     The wrapped function receives a ConfigArgs holding only explicitly given values, so an
     explicit flag wins over the config file even when it equals the default.
     """
-    own = [p for p in inspect.signature(func).parameters.values() if p.name != "args"]
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+           for p in inspect.signature(func).parameters.values() if p.name != "args"]
 
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> Any:

@@ -35,6 +35,7 @@ class NodeMeta:
     output_dtype: str | None = None
     param_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     precision: dict[str, dict[str, Any]] = field(default_factory=dict)
+    analysis: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for JSON and tables."""
@@ -44,7 +45,7 @@ class NodeMeta:
                 "output_shape": list(self.output_shape) if self.output_shape is not None else None,
                 "output_dtype": self.output_dtype,
                 "param_shapes": {k: list(v) for k, v in self.param_shapes.items()},
-                "precision": self.precision}
+                "precision": self.precision, "analysis": self.analysis}
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:

@@ -1,0 +1,193 @@
+"""Metric registry: a name used in configs maps to one metric with its natural direction.
+
+Metrics come in groups that are computed together and cached per context (one prediction pass
+gives every classification metric; one analysis pass every complexity metric).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from machop.errors import ConfigError, unknown_name
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One named number: which group computes it, under which key, and which way is better."""
+
+    name: str
+    group: str
+    direction: str
+    unit: str = ""
+    key: str = ""
+    description: str = ""
+
+    @property
+    def result_key(self) -> str:
+        return self.key or self.name
+
+
+def _m(name: str, group: str, direction: str, unit: str = "", key: str = "", description: str = "") -> Metric:
+    return Metric(name, group, direction, unit, key, description)
+
+
+_METRIC_LIST = (
+    _m("loss", "classification", "minimize", "", description="cross-entropy"),
+    _m("accuracy", "classification", "maximize", "", description="micro accuracy"),
+    _m("accuracy_macro", "classification", "maximize", "", description="mean per-class recall"),
+    _m("precision", "classification", "maximize", "", description="macro precision"),
+    _m("recall", "classification", "maximize", "", description="macro recall"),
+    _m("f1", "classification", "maximize", "", description="macro F1"),
+    _m("params", "complexity", "minimize", "", description="parameters"),
+    _m("macs", "complexity", "minimize", "per sample", description="multiply-accumulates"),
+    _m("flops", "complexity", "minimize", "per sample", description="FlopCounterMode FLOPs (2 x MACs)"),
+    _m("elementwise_ops", "complexity", "minimize", "per sample",
+       description="BatchNorm/ReLU/pool/add work FlopCounterMode ignores"),
+    _m("bitops", "complexity", "minimize", "per sample", description="MACs x weight bits x activation bits"),
+    _m("model_size", "complexity", "minimize", "bytes", "model_size_bytes",
+       "parameters at their configured widths"),
+    _m("model_size_bits", "complexity", "minimize", "bits", description="parameters at their widths"),
+    _m("average_bitwidth", "complexity", "minimize", "bits",
+       description="MASE: weight width over quantized linear layers"),
+    _m("average_bitwidth_all", "complexity", "minimize", "bits",
+       description="weight width over all linear and conv layers"),
+    _m("memory_density", "complexity", "maximize", "", description="32 / average_bitwidth"),
+    _m("latency", "speed", "minimize", "ms", "latency_ms", "batch-1 forward, median"),
+    _m("inference_time", "speed", "minimize", "ms", "inference_time_ms", "forward at batch_size, median"),
+    _m("throughput", "speed", "maximize", "samples/s", description="batch_size / inference time"),
+    _m("memory_inference", "memory", "minimize", "bytes", description="peak memory of one forward"),
+    _m("memory_training", "memory", "minimize", "bytes", description="peak memory of one training step"),
+    _m("energy_inference", "energy", "minimize", "J", description="GPU energy per inference batch"),
+    _m("energy_training", "energy", "minimize", "J", description="GPU energy per training step"),
+)
+METRICS: dict[str, Metric] = {metric.name: metric for metric in _METRIC_LIST}
+
+
+def resolve_metric_names(names: Iterable[str] | None) -> list[str]:
+    """Validate metric names (all metrics when None); unknown ones are a ConfigError."""
+    if names is None:
+        return list(METRICS)
+    chosen = [name.strip() for name in names if name.strip()]
+    for name in chosen:
+        if name not in METRICS:
+            raise ConfigError(unknown_name("metric", name, METRICS))
+    if not chosen:
+        raise ConfigError(f"no metric named (valid: {', '.join(METRICS)})")
+    return chosen
+
+
+@dataclass
+class MetricContext:
+    """What metrics are measured on: a graph, its data, and the measurement settings."""
+
+    graph: Any
+    dataset: Any = None
+    split: str = "validation"
+    num_samples: int | None = None
+    batch_size: int = 128
+    device: torch.device | None = None
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.num_samples is not None and self.num_samples <= 0:
+            raise ConfigError(f"num_samples must be positive, got {self.num_samples}")
+        if self.batch_size <= 0:
+            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
+
+    def group(self, name: str) -> dict[str, Any]:
+        """The results of one metric group, computed on first use."""
+        if name not in self.results:
+            self.results[name] = GROUPS[name](self)
+        return self.results[name]
+
+
+def compute_metrics(names: Iterable[str] | None, context: MetricContext) -> dict[str, float | None]:
+    """Values of the named metrics (None where unavailable; the reason is in context.notes)."""
+    values: dict[str, float | None] = {}
+    for name in resolve_metric_names(names):
+        metric = METRICS[name]
+        result = context.group(metric.group)
+        values[name] = result.get(metric.result_key)
+        if values[name] is None and f"{metric.group}_reason" in result:
+            context.notes[name] = result[f"{metric.group}_reason"]
+    return values
+
+
+def _classification(context: MetricContext) -> dict[str, Any]:
+    from machop.metrics.classification import classification_metrics, per_class_report
+    from machop.train.evaluate import predict
+
+    if context.dataset is None:
+        raise ConfigError("classification metrics need a dataset")
+    info = context.dataset.info
+    split = context.dataset.evaluation_split(context.split).head(context.num_samples)
+    logits, targets = predict(context.graph.module, split, batch_size=max(context.batch_size, 1024),
+                              device=context.device)
+    return {**classification_metrics(logits, targets, info.num_classes),
+            **per_class_report(logits, targets, info.num_classes, info.class_names),
+            "num_samples": len(targets)}
+
+
+def _complexity(context: MetricContext) -> dict[str, Any]:
+    from machop.passes.complexity import complexity_analysis_pass
+
+    _, info = complexity_analysis_pass(context.graph, {})
+    return {**info["totals"], "per_node": info["per_node"]}
+
+
+def _batch(context: MetricContext) -> tuple[torch.Tensor, torch.Tensor]:
+    from machop.data.batches import iterate_batches
+
+    if context.dataset is not None:
+        split = context.dataset.evaluation_split(context.split)
+        return next(iterate_batches(split.head(context.batch_size), context.batch_size))
+    example = context.graph.example_input
+    repeats = -(-context.batch_size // len(example))
+    inputs = example.repeat(repeats, *([1] * (example.dim() - 1)))[:context.batch_size]
+    return inputs, torch.zeros(len(inputs), dtype=torch.long)
+
+
+def _speed(context: MetricContext) -> dict[str, Any]:
+    from machop.metrics.speed import measure_speed
+
+    inputs, _ = _batch(context)
+    return measure_speed(context.graph.module, inputs, context.batch_size,
+                         device=context.device).as_dict()
+
+
+def _unavailable(group: str, result: Any) -> dict[str, Any]:
+    return {} if result.available else {f"{group}_reason": result.reason}
+
+
+def _memory(context: MetricContext) -> dict[str, Any]:
+    from machop.metrics.memory import peak_memory_inference, peak_memory_training_step
+
+    inputs, targets = _batch(context)
+    inference = peak_memory_inference(context.graph.module, inputs, device=context.device)
+    training = peak_memory_training_step(context.graph.module, inputs, targets, device=context.device)
+    return {"memory_inference": inference.peak_bytes, "memory_training": training.peak_bytes,
+            "memory_method": inference.method, **_unavailable("memory", inference)}
+
+
+def _energy(context: MetricContext) -> dict[str, Any]:
+    from machop.metrics.energy import energy_per_inference, energy_per_training_step
+
+    inputs, targets = _batch(context)
+    inference = energy_per_inference(context.graph.module, inputs, device=context.device)
+    training = energy_per_training_step(context.graph.module, inputs, targets, device=context.device)
+    return {"energy_inference": inference.joules, "energy_training": training.joules,
+            "energy_method": inference.method, **_unavailable("energy", inference)}
+
+
+GROUPS: dict[str, Callable[[MetricContext], dict[str, Any]]] = {
+    "classification": _classification,
+    "complexity": _complexity,
+    "speed": _speed,
+    "memory": _memory,
+    "energy": _energy,
+}
