@@ -98,6 +98,8 @@ class MetricContext:
             raise ConfigError(f"num_samples must be positive, got {self.num_samples}")
         if self.batch_size <= 0:
             raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
+        if self.dataset is not None:
+            self.dataset.split(self.split)
 
     def group(self, name: str) -> dict[str, Any]:
         """The results of one metric group, computed on first use."""
