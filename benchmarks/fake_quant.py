@@ -51,8 +51,9 @@ WEIGHTED = (QuantLinear, QuantConv1d, QuantConv2d)
 
 def median_ms(model: torch.nn.Module, x: torch.Tensor, min_run_time: float) -> float:
     """Median milliseconds of one forward pass in eval mode without gradients."""
-    timer = benchmark.Timer(stmt="with torch.no_grad(): model(x)", globals={"model": model, "x": x,
-                                                                               "torch": torch})
+    timer = benchmark.Timer(stmt="with torch.no_grad(): model(x)",
+                            globals={"model": model, "x": x, "torch": torch},
+                            num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
 
 
