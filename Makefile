@@ -35,6 +35,7 @@ test: install
 bench: install
 	$(PY) benchmarks/train_epoch.py
 	$(PY) benchmarks/fake_quant.py
+	$(PY) benchmarks/latency_ranking.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
