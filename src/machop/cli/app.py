@@ -10,6 +10,8 @@ import typer
 from machop.cli import state
 from machop.cli.analyze import analyze_command
 from machop.cli.info import info_command
+from machop.cli.report import report_command
+from machop.cli.search import search_command
 from machop.cli.test import test_command
 from machop.cli.train import train_command
 from machop.cli.transform import transform_command
@@ -28,8 +30,9 @@ app.command("train")(train_command)
 app.command("test")(test_command)
 app.command("transform")(transform_command)
 app.command("analyze")(analyze_command)
+app.command("search")(search_command)
+app.command("report")(report_command)
 app.command("info")(info_command)
-# `search` and `report` are reserved for the commands that add them.
 
 
 def _fail(message: str, exc: BaseException | None = None) -> int:

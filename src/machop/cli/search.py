@@ -1,0 +1,49 @@
+"""`machop search`: run or resume a search over a space of transformed models."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from machop.cli.console import out
+from machop.cli.options import ConfigArgs, config_command
+from machop.cli.setup_run import resolve_and_show
+
+
+@config_command
+def search_command(
+    args: ConfigArgs,
+    storage: Annotated[Optional[str], typer.Option(
+        "--storage", help="Optuna storage URL (default: a journal file in <project>/search/).",
+        show_default=False)] = None,
+    study_name: Annotated[Optional[str], typer.Option(
+        "--study-name", help="Study name (default: the project name).", show_default=False)] = None,
+    n_trials: Annotated[Optional[int], typer.Option(
+        "--n-trials", help="Overrides search.strategy.setup.n_trials.", show_default=False)] = None,
+    sampler: Annotated[Optional[str], typer.Option(
+        "--sampler", help="Overrides search.strategy.setup.sampler.", show_default=False)] = None,
+    n_jobs: Annotated[Optional[int], typer.Option(
+        "--n-jobs", help="Worker processes on this machine.", show_default=False)] = None,
+    timeout: Annotated[Optional[float], typer.Option(
+        "--timeout", help="Stop starting trials after this many seconds.", show_default=False)] = None,
+    worker: Annotated[bool, typer.Option(
+        "--worker", help="Join an existing study instead of creating it.")] = False,
+) -> None:
+    """Search the search_space of --config with its strategy; running it again resumes."""
+    import optuna
+
+    from machop.search.report import print_best
+    from machop.search.run import search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    resolved = resolve_and_show(args)
+    outcome = search(resolved.config, storage=storage, study_name=study_name, progress=True,
+                     worker=worker, n_trials=n_trials, sampler=sampler, n_jobs=n_jobs, timeout=timeout)
+    if outcome.resumed:
+        out.print(f"Resumed study {outcome.study.study_name!r}"
+                  + (f" ({outcome.requeued} interrupted trial(s) re-queued)" if outcome.requeued else ""))
+    print_best(outcome.study, out)
+    out.print(f"Storage: {outcome.storage}")
+    for name, path in outcome.outputs.items():
+        out.print(f"{name}: {path}")

@@ -1,0 +1,1 @@
+"""Search: spaces of candidate models, Optuna strategies, runners that measure, reports."""

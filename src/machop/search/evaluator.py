@@ -1,0 +1,99 @@
+"""Evaluate one Optuna trial: sample the space, build the candidate, run the runners, record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from machop.graph.graph import Graph
+from machop.search import records
+from machop.search.objective import (config_key, constraint_violations, finite, objective_values,
+                                     scaled_metrics)
+from machop.search.runners import RunContext, first_nan, run_all
+from machop.search.settings import StrategySettings
+from machop.search.space import SearchSpace
+
+
+class TrialFailed(Exception):
+    """A trial produced no usable result (NaN metric, non-finite objective)."""
+
+
+@dataclass
+class TrialEvaluator:
+    """Everything needed to turn a trial into objective values."""
+
+    space: SearchSpace
+    base: Graph
+    runners: list[Any]
+    settings: StrategySettings
+    run: RunContext
+
+    def sample(self, trial: optuna.Trial) -> dict[str, Any]:
+        """One categorical suggestion per space parameter."""
+        return {name: trial.suggest_categorical(name, choices)
+                for name, choices in self.space.choices().items()}
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        sample = self.sample(trial)
+        key = config_key(sample)
+        trial.set_user_attr(records.TRIAL_CONFIG, sample)
+        trial.set_user_attr(records.TRIAL_CONFIG_KEY, key)
+        earlier = _completed_with_key(trial.study, key)
+        if earlier is not None:
+            return self._reuse(trial, earlier)
+        started = time.perf_counter()
+        candidate = self.space.build(sample, self.base)
+        self.run.report_epoch = self._pruning_reporter(trial)
+        metrics = run_all(self.runners, candidate.graph, self.run, candidate.train_overrides)
+        return self._record(trial, metrics, time.perf_counter() - started)
+
+    def _record(self, trial: optuna.Trial, metrics: dict[str, Any], seconds: float) -> list[float]:
+        trial.set_user_attr(records.TRIAL_METRICS, metrics)
+        trial.set_user_attr(records.TRIAL_SECONDS, seconds)
+        needed = [o.name for o in self.settings.objectives]
+        missing = first_nan(metrics, needed)
+        if missing is not None:
+            raise TrialFailed(f"metric {missing!r} is NaN or missing")
+        values = objective_values(metrics, self.settings)
+        if not finite(values):
+            raise TrialFailed(f"objective is not finite: {values}")
+        violations = constraint_violations(metrics, self.settings)
+        trial.set_user_attr(records.TRIAL_SCALED, scaled_metrics(metrics, self.settings))
+        trial.set_user_attr(records.TRIAL_FEASIBLE, all(v <= 0 for v in violations))
+        trial.set_user_attr(records.TRIAL_CONSTRAINTS, violations)
+        return values
+
+    def _reuse(self, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> list[float]:
+        trial.set_user_attr(records.TRIAL_CACHED_FROM, earlier.number)
+        return self._record(trial, dict(earlier.user_attrs[records.TRIAL_METRICS]), 0.0)
+
+    def _pruning_reporter(self, trial: optuna.Trial):
+        if self.settings.pruner == "none" or self.settings.multi_objective:
+            return None
+        watched = self.settings.objectives[0]
+        sign = 1.0 if watched.direction == self.settings.directions[0] else -1.0
+
+        def report(epoch: int, metrics: dict[str, float]) -> None:
+            value = metrics.get(f"val_{watched.name}")
+            if value is None:
+                return
+            trial.report(sign * watched.scale * value, step=epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+        return report
+
+
+def _completed_with_key(study: optuna.Study, key: str) -> optuna.trial.FrozenTrial | None:
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.user_attrs.get(records.TRIAL_CONFIG_KEY) == key:
+            return trial
+    return None
+
+
+def constraints_func(trial: optuna.trial.FrozenTrial) -> list[float]:
+    """Optuna's constraints hook: the violations recorded with the trial."""
+    return list(trial.user_attrs.get(records.TRIAL_CONSTRAINTS, [0.0]))

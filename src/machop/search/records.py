@@ -1,0 +1,36 @@
+"""How the strategy records trials in Optuna's storage; reports read exactly these keys.
+
+Study user attributes:
+  STUDY_CONFIG     the [search] section the study was created with (dict)
+  STUDY_OBJECTIVES list of {"name", "direction", "scale"} in objective order
+  STUDY_SUM_SCALED True when the objective is one weighted sum of scaled metrics
+  STUDY_SPACE      {"name": space name, "choices": {param: [choices]}}
+  STUDY_MODEL      {"model", "dataset", "load_name"}
+
+Trial user attributes:
+  TRIAL_METRICS    raw metric values {name: float | None}
+  TRIAL_SCALED     {name: value * scale} for the objective metrics
+  TRIAL_CONFIG     the sampled choices {param: value} (also the trial's params)
+  TRIAL_CONFIG_KEY hash of the sampled choices (deduplication)
+  TRIAL_FEASIBLE   False when a constraint is violated
+  TRIAL_SECONDS    wall time of the trial
+  TRIAL_FAIL       the reason a FAIL trial failed (exception text, "NaN in <metric>", ...)
+  TRIAL_CONSTRAINTS per constraint, <= 0 when satisfied (Optuna's constraints convention)
+  TRIAL_CACHED_FROM number of the earlier trial whose identical configuration was reused
+"""
+
+STUDY_CONFIG = "machop_search_config"
+STUDY_OBJECTIVES = "machop_objectives"
+STUDY_SUM_SCALED = "machop_sum_scaled"
+STUDY_SPACE = "machop_space"
+STUDY_MODEL = "machop_model"
+
+TRIAL_METRICS = "machop_metrics"
+TRIAL_SCALED = "machop_scaled"
+TRIAL_CONFIG = "machop_config"
+TRIAL_CONFIG_KEY = "machop_config_key"
+TRIAL_FEASIBLE = "machop_feasible"
+TRIAL_SECONDS = "machop_seconds"
+TRIAL_FAIL = "machop_fail_reason"
+TRIAL_CONSTRAINTS = "constraint"
+TRIAL_CACHED_FROM = "machop_cached_from"

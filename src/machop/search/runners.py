@@ -1,0 +1,189 @@
+"""Runners turn a candidate into metrics: evaluate it, train then evaluate it, or measure its cost.
+
+A runner name in [search.strategy.sw_runner.*] or [search.strategy.hw_runner.*] maps to one
+class; every runner says up front which metrics it produces, so a metric nobody produces is an
+error before the first trial.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from machop.errors import SearchError, closest, unknown_name
+from machop.metrics.registry import METRICS, MetricContext, compute_metrics
+from machop.search.settings import SPLITS
+
+EpochReporter = Callable[[int, dict[str, float]], None]
+
+
+def _group_metrics(group: str) -> tuple[str, ...]:
+    return tuple(name for name, metric in METRICS.items() if metric.group == group)
+
+
+def _check_options(runner: str, options: dict[str, Any], valid: tuple[str, ...]) -> None:
+    for key in options:
+        if key not in valid:
+            hint = closest(key, valid)
+            suggestion = f"; did you mean {hint!r}?" if hint else ""
+            raise SearchError(f"runner {runner!r}: unknown option {key!r}{suggestion} "
+                              f"(valid: {', '.join(valid) or 'none'})")
+
+
+def _split(runner: str, options: dict[str, Any], default: str) -> str:
+    name = str(options.get("data_loader", default))
+    if name not in SPLITS:
+        raise SearchError(f"runner {runner!r}: data_loader {name!r} is invalid "
+                          f"(valid: {', '.join(SPLITS)})")
+    return SPLITS[name]
+
+
+def _num_samples(runner: str, options: dict[str, Any]) -> int | None:
+    value = options.get("num_samples")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SearchError(f"runner {runner!r}: num_samples must be a positive integer, got {value!r}")
+    return value
+
+
+@dataclass
+class RunContext:
+    """What every runner of one trial shares: the dataset, training defaults and device."""
+
+    dataset: Any
+    train_defaults: dict[str, Any]
+    accelerator: str = "auto"
+    report_epoch: EpochReporter | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.train_defaults.get("batch_size", 128))
+
+    @property
+    def device(self) -> Any:
+        from machop.train.device import resolve_device
+
+        return resolve_device(self.accelerator)
+
+
+class BasicEvaluation:
+    """Post-training evaluation: classification metrics on a split (fresh state every trial)."""
+
+    name = "basic_evaluation"
+    produces = _group_metrics("classification")
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        _check_options(self.name, options, ("data_loader", "num_samples"))
+        self.split = _split(self.name, options, "val_dataloader")
+        self.num_samples = _num_samples(self.name, options)
+
+    def __call__(self, graph: Any, run: RunContext, overrides: dict[str, Any]) -> dict[str, float | None]:
+        context = MetricContext(graph=graph, dataset=run.dataset, split=self.split,
+                                num_samples=self.num_samples, batch_size=run.batch_size,
+                                device=run.device)
+        return compute_metrics(self.produces, context)
+
+
+class BasicTrain(BasicEvaluation):
+    """Train the candidate (quantization-aware when it is quantized), then evaluate it."""
+
+    name = "basic_train"
+    TRAIN_KEYS = ("max_epochs", "learning_rate", "batch_size", "optimizer", "weight_decay",
+                  "lr_scheduler", "t_max", "eta_min", "max_steps")
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        _check_options(self.name, options, ("data_loader", "num_samples", *self.TRAIN_KEYS))
+        self.split = _split(self.name, options, "val_dataloader")
+        self.num_samples = _num_samples(self.name, options)
+        self.train_options = {k: options[k] for k in self.TRAIN_KEYS if k in options}
+
+    def __call__(self, graph: Any, run: RunContext, overrides: dict[str, Any]) -> dict[str, float | None]:
+        from machop.train.fit import fit
+        from machop.train.settings import TrainSettings
+
+        options = {**run.train_defaults, **self.train_options, **overrides}
+        if "t_max" not in self.train_options and "max_epochs" in options:
+            options["t_max"] = options["max_epochs"]
+        settings = TrainSettings(**{**options, "accelerator": run.accelerator})
+        callback = None
+        if run.report_epoch is not None:
+            callback = lambda end: run.report_epoch(end.epoch, end.metrics)  # noqa: E731
+        fit(graph.module, run.dataset, settings, on_epoch_end=callback)
+        return super().__call__(graph, run, overrides)
+
+
+class GroupRunner:
+    """Cost runners (complexity, speed, memory, energy) from the metric registry."""
+
+    OPTIONS = {"average_bitwidth": ("compare_to",)}
+
+    def __init__(self, name: str, group: str, options: dict[str, Any]) -> None:
+        _check_options(name, options, self.OPTIONS.get(name, ()))
+        self.name, self.group = name, group
+        self.produces = _group_metrics(group)
+        self.compare_to = float(options.get("compare_to", 32))
+
+    def __call__(self, graph: Any, run: RunContext, overrides: dict[str, Any]) -> dict[str, float | None]:
+        context = MetricContext(graph=graph, dataset=run.dataset, batch_size=run.batch_size,
+                                device=run.device)
+        values = compute_metrics(self.produces, context)
+        if self.name == "average_bitwidth" and values.get("average_bitwidth"):
+            values["memory_density"] = self.compare_to / values["average_bitwidth"]
+        return values
+
+
+SW_RUNNERS = {"basic_evaluation": BasicEvaluation, "basic_train": BasicTrain}
+HW_RUNNER_GROUPS = {"average_bitwidth": "complexity", "bitops": "complexity", "flops": "complexity",
+                    "macs": "complexity", "params": "complexity", "model_size": "complexity",
+                    "complexity": "complexity", "latency": "speed", "throughput": "speed",
+                    "speed": "speed", "memory": "memory", "energy": "energy"}
+
+
+def build_runners(sw: dict[str, dict[str, Any]], hw: dict[str, dict[str, Any]]) -> list[Any]:
+    """Instantiate configured runners; an unknown runner name is a SearchError."""
+    runners: list[Any] = []
+    for name, options in sw.items():
+        if name not in SW_RUNNERS:
+            raise SearchError("search.strategy.sw_runner: " + unknown_name("runner", name, SW_RUNNERS))
+        runners.append(SW_RUNNERS[name](options))
+    for name, options in hw.items():
+        if name not in HW_RUNNER_GROUPS:
+            raise SearchError("search.strategy.hw_runner: " + unknown_name("runner", name, HW_RUNNER_GROUPS))
+        runners.append(GroupRunner(name, HW_RUNNER_GROUPS[name], options))
+    if sum(isinstance(r, BasicEvaluation) for r in runners) > 1:
+        raise SearchError("configure either sw_runner.basic_evaluation or sw_runner.basic_train, not both")
+    return runners
+
+
+def check_metrics_produced(runners: list[Any], metric_names: list[str]) -> None:
+    """Every objective/constraint metric must come from a configured runner."""
+    produced = {metric for runner in runners for metric in runner.produces}
+    for name in metric_names:
+        if name not in produced:
+            group = METRICS[name].group
+            hint = {"classification": "sw_runner.basic_evaluation", "complexity": "hw_runner.bitops",
+                    "speed": "hw_runner.latency", "memory": "hw_runner.memory",
+                    "energy": "hw_runner.energy"}[group]
+            raise SearchError(f"metric {name!r} is produced by no configured runner; "
+                              f"add [search.strategy.{hint}]")
+
+
+def run_all(runners: list[Any], graph: Any, run: RunContext,
+            overrides: dict[str, Any]) -> dict[str, float | None]:
+    """Run training/evaluation first (it changes the weights), then the cost runners."""
+    metrics: dict[str, float | None] = {}
+    for runner in sorted(runners, key=lambda r: not isinstance(r, BasicEvaluation)):
+        metrics.update(runner(graph, run, overrides))
+    return metrics
+
+
+def first_nan(metrics: dict[str, float | None], names: list[str]) -> str | None:
+    """Name of the first listed metric that is NaN or missing."""
+    for name in names:
+        value = metrics.get(name)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return name
+    return None

@@ -1,0 +1,44 @@
+"""What a search space is: named categorical choices and a way to build a candidate from a sample.
+
+The strategy knows nothing about quantizers or widths: it asks a space for its choices, lets
+an Optuna sampler pick one value per choice, and hands the sample back to the space to build
+the candidate the runners measure.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from machop.graph.graph import Graph
+
+
+@dataclass
+class Candidate:
+    """One point of a search space, built: the transformed graph and training overrides."""
+
+    graph: Graph
+    passes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+class SearchSpace(ABC):
+    """A set of categorical choices and a builder of candidates from one sample."""
+
+    name: str = ""
+
+    @abstractmethod
+    def choices(self) -> dict[str, list[Any]]:
+        """Parameter name -> its choices, in a stable order (one Optuna categorical each)."""
+
+    @abstractmethod
+    def build(self, sample: dict[str, Any], base: Graph) -> Candidate:
+        """The candidate for `sample` (one value per parameter), built from `base` (untouched)."""
+
+    def size(self) -> int:
+        """Number of distinct points."""
+        total = 1
+        for values in self.choices().values():
+            total *= len(values)
+        return total
