@@ -36,7 +36,8 @@ def search_command(
     from machop.search.report import print_best
     from machop.search.run import search
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Failed trials are recorded with their reason (trials.csv, report.html); no tracebacks here.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     resolved = resolve_and_show(args)
     outcome = search(resolved.config, storage=storage, study_name=study_name, progress=True,
                      worker=worker, n_trials=n_trials, sampler=sampler, n_jobs=n_jobs, timeout=timeout)

@@ -11,8 +11,13 @@ from optuna.trial import TrialState
 
 from machop.graph.graph import Graph
 from machop.search import records
-from machop.search.objective import (config_key, constraint_violations, finite, objective_values,
-                                     scaled_metrics)
+from machop.search.objective import (
+    config_key,
+    constraint_violations,
+    finite,
+    objective_values,
+    scaled_metrics,
+)
 from machop.search.runners import RunContext, first_nan, run_all
 from machop.search.settings import StrategySettings
 from machop.search.space import SearchSpace

@@ -1,8 +1,7 @@
-"""The trial loop of one worker: ask, evaluate, tell, until the budget or the time runs out."""
+"""The trial loop of one worker: Optuna's optimize with machop's budget and failure records."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import optuna
@@ -20,35 +19,36 @@ def _fail_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _evaluate_one(study: optuna.Study, evaluate: TrialEvaluator) -> optuna.trial.FrozenTrial:
-    trial = study.ask()
-    try:
-        values = evaluate(trial)
-    except optuna.TrialPruned:
-        return study.tell(trial, state=TrialState.PRUNED)
-    except KeyboardInterrupt:
-        trial.set_user_attr(records.TRIAL_FAIL, "interrupted by the user")
-        study.tell(trial, state=TrialState.FAIL)
-        raise
-    except Exception as exc:  # a trial that raises is recorded as failed; the search goes on
-        trial.set_user_attr(records.TRIAL_FAIL, _fail_reason(exc))
-        return study.tell(trial, state=TrialState.FAIL)
-    return study.tell(trial, values)
+def _recording_failures(evaluate: TrialEvaluator) -> Callable[[optuna.Trial], list[float]]:
+    def objective(trial: optuna.Trial) -> list[float]:
+        try:
+            return evaluate(trial)
+        except optuna.TrialPruned:
+            raise
+        except BaseException as exc:  # recorded, then Optuna marks the trial FAIL
+            trial.set_user_attr(records.TRIAL_FAIL, "interrupted by the user"
+                                if isinstance(exc, KeyboardInterrupt) else _fail_reason(exc))
+            raise
+    return objective
+
+
+def _running(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def run_trials(study: optuna.Study, evaluate: TrialEvaluator, budget: int, *,
                timeout: float | None = None, on_trial: TrialDone | None = None) -> int:
     """Evaluate trials until `budget` trials count in the study or `timeout` seconds pass."""
-    started, done = time.monotonic(), 0
-    while counted_trials(study) + _running(study) < budget:
-        if timeout is not None and time.monotonic() - started >= timeout:
-            break
-        frozen = _evaluate_one(study, evaluate)
-        done += 1
+    before = counted_trials(study)
+    if before >= budget:
+        return 0
+
+    def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial is not None:
-            on_trial(study, frozen)
-    return done
+            on_trial(study, trial)
+        if counted_trials(study) + _running(study) >= budget:
+            study.stop()
 
-
-def _running(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    study.optimize(_recording_failures(evaluate), timeout=timeout, catch=(Exception,),
+                   callbacks=[stop_at_budget], gc_after_trial=False, show_progress_bar=False)
+    return counted_trials(study) - before

@@ -90,6 +90,7 @@ def _set_up(config: RunConfig, overrides: dict[str, Any]) -> _Setup:
     run = RunContext(dataset=prepared.dataset, accelerator=prepared.config.accelerator,
                      train_defaults={k: v for k, v in train.items() if k not in ("accelerator",)})
     evaluator = TrialEvaluator(space=space, base=base, runners=runners, settings=settings, run=run)
+    build_sampler(settings.sampler, 0, space.choices())  # refuses e.g. cmaes before anything is written
     budget = min(settings.n_trials, space.size()) if settings.sampler in EXHAUSTIVE else settings.n_trials
     attrs = {records.STUDY_CONFIG: config.search,
              records.STUDY_OBJECTIVES: [o.__dict__ for o in settings.objectives],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -30,10 +31,19 @@ SAMPLERS: dict[str, SamplerFactory] = {
 }
 
 
+def _quietly(factory: SamplerFactory) -> SamplerFactory:
+    """Optuna flags some samplers as experimental; users chose them by name on purpose."""
+    def build(seed: int, choices: dict[str, list[Any]], constraints: Any) -> optuna.samplers.BaseSampler:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return factory(seed, choices, constraints)
+    return build
+
+
 def build_sampler(name: str, seed: int, choices: dict[str, list[Any]],
                   constraints_func: Any = None) -> optuna.samplers.BaseSampler:
     """An Optuna sampler by MASE's name (case-insensitive), seeded."""
     key = name.lower()
     if key not in SAMPLERS:
         raise SearchError(unknown_name("sampler", name, SAMPLERS))
-    return SAMPLERS[key](seed, choices, constraints_func)
+    return _quietly(SAMPLERS[key])(seed, choices, constraints_func)

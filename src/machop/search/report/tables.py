@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 from rich.text import Text
 
@@ -28,6 +28,13 @@ def row_columns(study: optuna.Study, trials: list[FrozenTrial]) -> list[str]:
             *(f"params_{name}" for name in info.param_names(study, trials))]
 
 
+def _feasible_cell(trial: FrozenTrial) -> bool | None:
+    recorded = trial.user_attrs.get(info.records.TRIAL_FEASIBLE)
+    if recorded is None and trial.state != TrialState.COMPLETE:
+        return None
+    return info.is_feasible(trial)
+
+
 def _trial_row(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
     values = trial.values or [None] * len(study.directions)
     config = info.trial_config(trial)
@@ -35,7 +42,7 @@ def _trial_row(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
             **dict(zip(value_columns(study), values)),
             **info.trial_metrics(trial),
             **{f"scaled_{name}": value for name, value in info.trial_scaled(trial).items()},
-            "feasible": info.is_feasible(trial),
+            "feasible": _feasible_cell(trial),
             "seconds": trial.user_attrs.get(info.records.TRIAL_SECONDS),
             "fail_reason": info.fail_reason(trial),
             **{f"params_{name}": value for name, value in config.items()}}

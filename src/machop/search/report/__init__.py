@@ -1,0 +1,22 @@
+"""Reports of a search read from its Optuna study: tables, CSV/JSON files, PNG plots, one HTML page."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from machop.search.report.files import write_search_outputs
+from machop.search.report.tables import best_table, best_trials, trial_rows
+
+if TYPE_CHECKING:
+    import optuna
+    from rich.console import Console
+
+
+def print_best(study: optuna.Study, console: Console | None = None) -> None:
+    """Print the best trial or the Pareto front as a table (on machop's stdout console by default)."""
+    if console is None:
+        from machop.cli.console import out as console
+    console.print(best_table(study))
+
+
+__all__ = ["best_table", "best_trials", "print_best", "trial_rows", "write_search_outputs"]

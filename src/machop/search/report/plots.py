@@ -1,0 +1,363 @@
+"""PNG plots of a search: history, Pareto front, metric heatmaps, parameter importance.
+
+Figures are built with matplotlib's object API on an Agg canvas, never through pyplot, so no
+global backend is switched and no figure outlives its function (nothing is left to close).
+matplotlib is imported inside the functions: importing it costs more than the CLI's start-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import FrozenTrial
+
+from machop.errors import SearchError, unknown_name
+from machop.io_atomic import write_atomic
+from machop.search.report import study_info as info
+from machop.search.report.tables import best_trials
+
+DPI = 120
+STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
+         "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 12}
+FEASIBLE_COLOUR, INFEASIBLE_COLOUR, BEST_COLOUR = "#4c72b0", "#999999", "#c44e52"
+MAX_ANNOTATED_CELLS = 400
+
+
+@contextlib.contextmanager
+def _style() -> Iterator[None]:
+    import matplotlib
+
+    with matplotlib.rc_context(STYLE):
+        yield
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Any, path: Path | str) -> Path:
+    return write_atomic(path, lambda stream: figure.savefig(stream, format="png", dpi=DPI))
+
+
+def _grid_shape(count: int, max_columns: int = 3) -> tuple[int, int]:
+    columns = min(max_columns, count)
+    return math.ceil(count / columns), columns
+
+
+# ---- optimization history -------------------------------------------------------------------
+
+
+def _best_so_far(values: np.ndarray, direction: str) -> np.ndarray:
+    return np.minimum.accumulate(values) if direction == "minimize" else np.maximum.accumulate(values)
+
+
+def _draw_history(ax: Any, trials: list[FrozenTrial], index: int, direction: str, label: str) -> None:
+    feasible = [trial for trial in trials if info.is_feasible(trial)]
+    infeasible = [trial for trial in trials if not info.is_feasible(trial)]
+    if infeasible:
+        ax.scatter([t.number for t in infeasible], [t.values[index] for t in infeasible], s=20,
+                   marker="x", color=INFEASIBLE_COLOUR, label="infeasible trial", zorder=2)
+    if feasible:
+        numbers = [t.number for t in feasible]
+        values = np.array([t.values[index] for t in feasible], dtype=float)
+        ax.scatter(numbers, values, s=18, alpha=0.75, color=FEASIBLE_COLOUR, label="trial", zorder=3)
+        ax.step(numbers, _best_so_far(values, direction), where="post", color=BEST_COLOUR,
+                linewidth=2, label="best so far", zorder=4)
+    ax.set_ylabel(label)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best")
+
+
+def plot_history(study: optuna.Study, path: Path | str) -> Path | None:
+    """Objective value per COMPLETE trial and the best-so-far line, one subplot per objective."""
+    trials = [trial for trial in info.complete_trials(study) if trial.values]
+    if not trials:
+        return None
+    labels, directions = info.objective_labels(study), info.directions(study)
+    with _style():
+        figure = _figure(8, 1.2 + 3.0 * len(labels))
+        axes = figure.subplots(len(labels), 1, squeeze=False, sharex=True)[:, 0]
+        for index, ax in enumerate(axes):
+            _draw_history(ax, trials, index, directions[index], labels[index])
+        axes[-1].set_xlabel("trial number")
+        figure.suptitle(f"Optimization history — {info.study_title(study)}")
+        return _save(figure, path)
+
+
+# ---- Pareto front -----------------------------------------------------------------------------
+
+
+def _scatter_trials(ax: Any, trials: list[FrozenTrial], i: int, j: int, **style: Any) -> None:
+    if trials:
+        ax.scatter([t.values[i] for t in trials], [t.values[j] for t in trials], **style)
+
+
+def _label_front(ax: Any, front: list[FrozenTrial], i: int, j: int, max_labels: int = 20) -> None:
+    # Trials with equal objective values share a point, so they share one label.
+    points: dict[tuple[float, float], list[int]] = {}
+    for trial in front:
+        points.setdefault((trial.values[i], trial.values[j]), []).append(trial.number)
+    if len(points) > max_labels:
+        return
+    for point, numbers in points.items():
+        text = ", ".join(f"#{number}" for number in numbers[:3]) + (" …" if len(numbers) > 3 else "")
+        ax.annotate(text, point, fontsize=8, xytext=(6, -10), textcoords="offset points")
+
+
+def _draw_projection(ax: Any, groups: dict[str, list[FrozenTrial]], i: int, j: int,
+                     labels: list[str], connect: bool) -> None:
+    front = groups["front"]
+    _scatter_trials(ax, groups["infeasible"], i, j, s=20, marker="x", color=INFEASIBLE_COLOUR,
+                    label="infeasible trial", zorder=2)
+    _scatter_trials(ax, groups["feasible"], i, j, s=22, alpha=0.6, color=FEASIBLE_COLOUR,
+                    label="feasible trial", zorder=3)
+    _scatter_trials(ax, front, i, j, s=60, color=BEST_COLOUR, edgecolors="black", linewidths=0.6,
+                    label="Pareto front", zorder=5)
+    if connect:
+        ordered = sorted(front, key=lambda t: (t.values[i], t.values[j]))
+        ax.plot([t.values[i] for t in ordered], [t.values[j] for t in ordered], color=BEST_COLOUR,
+                linewidth=1.5, zorder=4)
+    if connect:
+        _label_front(ax, front, i, j)
+    ax.set_xlabel(labels[i])
+    ax.set_ylabel(labels[j])
+    ax.grid(True, alpha=0.3)
+
+
+def _pareto_groups(study: optuna.Study) -> dict[str, list[FrozenTrial]]:
+    complete = [trial for trial in info.complete_trials(study) if trial.values]
+    return {"feasible": [trial for trial in complete if info.is_feasible(trial)],
+            "infeasible": [trial for trial in complete if not info.is_feasible(trial)],
+            "front": best_trials(study)}
+
+
+def plot_pareto(study: optuna.Study, path: Path | str) -> Path | None:
+    """Feasible trials with the Pareto front highlighted; pairwise projections beyond 2 objectives."""
+    if not info.is_multi_objective(study):
+        return None
+    groups = _pareto_groups(study)
+    if not groups["feasible"]:
+        return None
+    labels = info.objective_labels(study)
+    pairs = list(itertools.combinations(range(len(labels)), 2))
+    rows, columns = _grid_shape(len(pairs))
+    with _style():
+        figure = _figure(7.5, 5.5) if len(pairs) == 1 else _figure(4.8 * columns, 4.2 * rows + 0.5)
+        axes = figure.subplots(rows, columns, squeeze=False).ravel()
+        for ax, (i, j) in zip(axes, pairs):
+            _draw_projection(ax, groups, i, j, labels, connect=len(labels) == 2)
+        for ax in axes[len(pairs):]:
+            ax.set_visible(False)
+        axes[0].legend(loc="best")
+        front = len(groups["front"])
+        figure.suptitle(f"Pareto front ({front} trial{'' if front == 1 else 's'}) — {info.study_title(study)}")
+        return _save(figure, path)
+
+
+# ---- parameter importance ---------------------------------------------------------------------
+
+
+def param_importances(study: optuna.Study, objective: int = 0) -> dict[str, float] | None:
+    """fANOVA importance of each parameter for one objective; None when it cannot be computed."""
+    if len([trial for trial in info.complete_trials(study) if trial.values]) < 2:
+        return None
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    try:
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=evaluator, target=lambda trial: trial.values[objective])
+    except Exception:  # noqa: BLE001 - an importance we cannot compute only drops one plot
+        return None
+    return importances if len(importances) >= 2 else None
+
+
+def _draw_importance(ax: Any, importances: dict[str, dict[str, float]]) -> None:
+    params = list(next(iter(importances.values())))[::-1]
+    height = 0.8 / len(importances)
+    for index, (label, values) in enumerate(importances.items()):
+        # The first objective's bar sits on top within each parameter's group.
+        offsets = np.arange(len(params)) - (index - (len(importances) - 1) / 2) * height
+        bars = ax.barh(offsets, [values.get(p, 0.0) for p in params], height=height, label=label)
+        ax.bar_label(bars, fmt="%.2f", padding=3, fontsize=8)
+    ax.set_yticks(range(len(params)), labels=params)
+    ax.set_xlabel("importance (fANOVA, normalized to sum to 1)")
+    ax.set_ylabel("parameter")
+    ax.set_xlim(0, 1.12)
+    ax.grid(True, axis="x", alpha=0.3)
+    if len(importances) > 1:
+        ax.legend(loc="lower right")
+
+
+def plot_importance(study: optuna.Study, path: Path | str) -> Path | None:
+    """Bar chart of parameter importance per objective; None when it cannot be computed."""
+    labels = info.objective_labels(study)
+    importances = {label: param_importances(study, index) for index, label in enumerate(labels)}
+    importances = {label: values for label, values in importances.items() if values}
+    if not importances:
+        return None
+    count = len(next(iter(importances.values())))
+    with _style():
+        figure = _figure(7.5, 1.6 + max(2.0, 0.45 * count * len(importances)))
+        _draw_importance(figure.subplots(), importances)
+        figure.suptitle(f"Parameter importance — {info.study_title(study)}")
+        return _save(figure, path)
+
+
+# ---- heatmaps -----------------------------------------------------------------------------------
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (0, 0)
+    if isinstance(value, (bool, int, float)):
+        return (1, float(value))
+    return (2, str(value))
+
+
+def param_choices(study: optuna.Study, trials: list[FrozenTrial], name: str) -> list[Any]:
+    """Every choice of a parameter (space, distributions and sampled values), sorted."""
+    values = [_hashable(value) for value in info.space_choices(study).get(name, [])]
+    for trial in trials:
+        distribution = trial.distributions.get(name)
+        if isinstance(distribution, CategoricalDistribution):
+            values.extend(_hashable(value) for value in distribution.choices)
+        if name in (config := info.trial_config(trial)):
+            values.append(_hashable(config[name]))
+    return sorted(dict.fromkeys(values), key=_sort_key)
+
+
+def varying_params(study: optuna.Study, trials: list[FrozenTrial]) -> list[str]:
+    """Parameters that take more than one value among `trials`."""
+    return [name for name in info.param_names(study, trials)
+            if len({_hashable(info.trial_config(trial).get(name)) for trial in trials}) > 1]
+
+
+def _checked_params(study: optuna.Study, trials: list[FrozenTrial], params: Sequence[str]) -> list[str]:
+    names = info.param_names(study, trials)
+    if len(params) != 2:
+        raise SearchError(f"a heatmap needs exactly two parameters, got {list(params)}")
+    for name in params:
+        if name not in names:
+            raise SearchError(unknown_name("search parameter", name, names))
+    return list(params)
+
+
+def heatmap_params(study: optuna.Study, trials: list[FrozenTrial]) -> list[str] | None:
+    """The two varying parameters, or the two most important; None when neither applies."""
+    varying = varying_params(study, trials)
+    if len(varying) == 2:
+        return varying
+    if len(varying) < 2:
+        return None
+    importances = param_importances(study) or {}
+    ranked = [name for name in importances if name in varying]
+    return ranked[:2] if len(ranked) >= 2 else None
+
+
+def metric_grid(trials: list[FrozenTrial], metric: str, params: list[str],
+                axes: tuple[list[Any], list[Any]]) -> np.ndarray:
+    """Mean metric value per (row choice, column choice); NaN where no trial has a value."""
+    rows, columns = ({_hashable(v): i for i, v in enumerate(choices)} for choices in axes)
+    total = np.zeros((len(rows), len(columns)))
+    count = np.zeros_like(total)
+    for trial in trials:
+        config, value = info.trial_config(trial), info.finite(info.trial_metrics(trial).get(metric))
+        row, column = rows.get(_hashable(config.get(params[0]))), columns.get(_hashable(config.get(params[1])))
+        if value is not None and row is not None and column is not None:
+            total[row, column] += value
+            count[row, column] += 1
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _annotate_cells(ax: Any, image: Any, grid: np.ndarray) -> None:
+    size = 8 if grid.size <= 64 else 6
+    for (row, column), value in np.ndenumerate(grid):
+        if np.isnan(value):
+            continue
+        red, green, blue, _ = image.cmap(image.norm(value))
+        colour = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+        ax.text(column, row, info.format_number(value), ha="center", va="center", fontsize=size,
+                color=colour)
+
+
+def _set_choice_ticks(ax: Any, params: list[str], axes: tuple[list[Any], list[Any]]) -> None:
+    rows, columns = ([str(choice) for choice in choices] for choices in axes)
+    long_labels = max(map(len, columns), default=0) > 4
+    ax.set_xticks(range(len(columns)), labels=columns, rotation=45 if long_labels else 0,
+                  ha="right" if long_labels else "center", rotation_mode="anchor")
+    ax.set_yticks(range(len(rows)), labels=rows)
+    ax.set_xlabel(params[1])
+    ax.set_ylabel(params[0])
+
+
+def _draw_heatmap(figure: Any, ax: Any, grid: np.ndarray, metric: str, params: list[str],
+                  axes: tuple[list[Any], list[Any]]) -> None:
+    import matplotlib
+
+    # Bright always means better, so the panels of one figure read the same way.
+    name = "viridis" if info.metric_direction(metric) == "maximize" else "viridis_r"
+    cmap = matplotlib.colormaps[name].with_extremes(bad="#eeeeee")
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto", origin="lower")
+    _set_choice_ticks(ax, params, axes)
+    better = "higher" if info.metric_direction(metric) == "maximize" else "lower"
+    ax.set_title(f"{metric} ({better} is better)")
+    colour_bar = figure.colorbar(image, ax=ax, shrink=0.9)
+    colour_bar.set_label(info.metric_label(metric))
+    if grid.size <= MAX_ANNOTATED_CELLS:
+        _annotate_cells(ax, image, grid)
+
+
+def _plotted_metrics(trials: list[FrozenTrial]) -> list[str]:
+    return [name for name in info.metric_names(trials)
+            if any(info.finite(info.trial_metrics(trial).get(name)) is not None for trial in trials)]
+
+
+def _heatmap_title(study: optuna.Study, trials: list[FrozenTrial], params: list[str]) -> str:
+    title = f"Metrics over {params[0]} × {params[1]} — {info.study_title(study)}"
+    others = [name for name in varying_params(study, trials) if name not in params]
+    return title + ("\n(cells: mean over the other parameters)" if others else "")
+
+
+def plot_heatmaps(study: optuna.Study, path: Path | str,
+                  params: Sequence[str] | None = None) -> Path | None:
+    """One heatmap per recorded metric over two parameters; None when no two parameters apply."""
+    trials = info.complete_trials(study)
+    chosen = _checked_params(study, trials, params) if params else heatmap_params(study, trials)
+    metrics = _plotted_metrics(trials)
+    if chosen is None or not metrics:
+        return None
+    axes = (param_choices(study, trials, chosen[0]), param_choices(study, trials, chosen[1]))
+    # Two panels a row keep the cell labels legible where the HTML report scales the image down.
+    rows, columns = _grid_shape(len(metrics), max_columns=2)
+    width = max(4.4, 0.62 * len(axes[1]) + 2.6)
+    height = max(3.4, 0.42 * len(axes[0]) + 1.8)
+    with _style():
+        figure = _figure(width * columns, height * rows + 0.6)
+        panels = figure.subplots(rows, columns, squeeze=False).ravel()
+        for ax, metric in zip(panels, metrics):
+            _draw_heatmap(figure, ax, metric_grid(trials, metric, chosen, axes), metric, chosen, axes)
+        for ax in panels[len(metrics):]:
+            ax.set_visible(False)
+        figure.suptitle(_heatmap_title(study, trials, chosen))
+        return _save(figure, path)

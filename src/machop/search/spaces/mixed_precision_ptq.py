@@ -1,0 +1,186 @@
+"""MASE's `graph/quantize/mixed_precision_ptq` space: quantizer choices per node or per op type.
+
+```toml
+[search.search_space]
+name = "graph/quantize/mixed_precision_ptq"
+setup.by = "name"                  # "name" (default) | "type" | "regex_name"
+setup.share_by_type = false        # by = "type" only: one parameter per op type and key
+
+[search.search_space.seed.default.config]
+name = ["NA"]                      # nodes without a seed of their own stay in float
+
+[search.search_space.seed.seq_blocks_2.config]
+name = ["integer"]
+data_in_width = [4, 8]
+data_in_frac_width = ["NA"]        # NA: width // 2
+weight_width = [2, 4, 8]
+```
+
+Every quantizable node (op kinds in `passes.quantize.QUANTIZABLE`) takes the seed matching it
+(by type: its op kind; by name: its node name; by regex_name: the first pattern that
+re.fullmatch-es its name) else `default` (no default: the node stays in float). A key with more
+than one choice is a categorical parameter `"<node>/<key>"` (`"<type>/<key>"` with
+`share_by_type`); a single choice is a fixed value. Keys of operands a node does not have
+(weight/bias keys on a ReLU or add, bias keys on a Linear without bias) are fixed to their first
+choice: they could not change the candidate. Seeds for the other `by` modes (a node name under
+by = "type", an op type under by = "name") are accepted and unused, as in MASE's example
+configs. Every choice is checked against the arithmetic before the first trial, so every sample
+builds.
+
+`build` runs quantize_transform_pass with a per-node (`by = "name"`) config, so `by = "type"`
+really quantizes every node of that type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from machop.graph.graph import Graph
+from machop.passes.quantize import quantize_transform_pass
+from machop.search.space import Candidate, SearchSpace
+from machop.search.spaces.common import (
+    ROOT,
+    check_keys,
+    check_sample,
+    read_bool,
+    read_option,
+    read_seeds,
+    read_space_name,
+    require_table,
+    search_error,
+)
+from machop.search.spaces.quantize_seeds import (
+    QuantNode,
+    Seed,
+    check_seed_key,
+    key_operand,
+    quantizable_nodes,
+    seed_key_for,
+    validate_seeds,
+)
+
+NAMES = ("graph/quantize/mixed_precision_ptq",)
+SPACE_KEYS = ("name", "setup", "seed")
+SETUP_KEYS = ("by", "share_by_type")
+BY = ("name", "type", "regex_name")
+
+
+@dataclass(frozen=True)
+class KeyChoice:
+    """One config key of one node: a fixed value, or the parameter that picks it."""
+
+    key: str
+    fixed: Any
+    param: str | None
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """How one node's quantize config is made from a sample."""
+
+    node: str
+    keys: tuple[KeyChoice, ...]
+
+    def config(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """This node's quantize config for `sample`."""
+        return {c.key: sample[c.param] if c.param else c.fixed for c in self.keys}
+
+    def may_quantize(self) -> bool:
+        """Whether some sample quantizes this node (its name is searched or not None)."""
+        return any(c.key == "name" and (c.param or c.fixed is not None) for c in self.keys)
+
+
+def plan_node(node: QuantNode, seed: Seed, prefix: str, operands: frozenset[str]) -> NodePlan:
+    """Parameters for the keys with several choices that can change the node; fixed values else."""
+    keys = []
+    for key, choices in seed.items():
+        operand = key_operand(key)
+        searched = len(choices) > 1 and (operand is None or operand in operands)
+        keys.append(KeyChoice(key, choices[0], f"{prefix}/{key}" if searched else None))
+    return NodePlan(node.name, tuple(keys))
+
+
+def operands_by_kind(nodes: list[QuantNode]) -> dict[str, frozenset[str]]:
+    """Union of the operands of every node of each op type (for shared parameters)."""
+    union: dict[str, frozenset[str]] = {}
+    for node in nodes:
+        union[node.kind] = union.get(node.kind, frozenset()) | node.operands
+    return union
+
+
+class MixedPrecisionPTQ(SearchSpace):
+    """Per-node (or per-type) quantizer choices; a sample builds a quantized graph."""
+
+    registered_names: ClassVar[tuple[str, ...]] = NAMES
+    kind: ClassVar[str] = "quantize"
+
+    def __init__(self, config: dict[str, Any], base: Graph, *, where: str = ROOT) -> None:
+        table = require_table(config, where)
+        check_keys(table, SPACE_KEYS, where)
+        self.where = where
+        self.name = read_space_name(table, NAMES, where)
+        self.by, self.share_by_type = self._read_setup(table.get("setup", {}))
+        seeds = read_seeds(table, where)
+        nodes = quantizable_nodes(base)
+        for key in seeds:
+            check_seed_key(key, self.by, nodes, base, where)
+        assigned = {n.name: seed_key_for(n, self.by, seeds) for n in nodes}
+        validate_seeds(seeds, nodes, assigned, where)
+        self.plans = self._plan(nodes, seeds, assigned)
+        self._choices = self._collect_choices(seeds, assigned)
+        if not any(plan.may_quantize() for plan in self.plans):
+            raise search_error(f"{where} quantizes no node: every quantizable node takes a seed "
+                               f"with name = \"NA\" (by = {self.by!r}; a seed named after an op "
+                               "type applies only with by = \"type\")")
+
+    def _read_setup(self, setup: Any) -> tuple[str, bool]:
+        where = f"{self.where}.setup"
+        setup = require_table(setup, where)
+        check_keys(setup, SETUP_KEYS, where)
+        by = read_option(setup, "by", BY, where)
+        share = read_bool(setup, "share_by_type", where)
+        if share and by != "type":
+            raise search_error(f"{where}.share_by_type = true needs by = \"type\" (got by = {by!r})")
+        return by, share
+
+    def _prefix(self, node: QuantNode) -> str:
+        return node.kind if self.share_by_type else node.name
+
+    def _plan(self, nodes: list[QuantNode], seeds: dict[str, Seed],
+              assigned: dict[str, str | None]) -> list[NodePlan]:
+        shared = operands_by_kind(nodes)
+        return [plan_node(n, seeds[assigned[n.name]], self._prefix(n),
+                          shared[n.kind] if self.share_by_type else n.operands)
+                for n in nodes if assigned[n.name] is not None]
+
+    def _collect_choices(self, seeds: dict[str, Seed],
+                         assigned: dict[str, str | None]) -> dict[str, list[Any]]:
+        # Under share_by_type every node of a type takes the same seed, so the lists agree.
+        choices: dict[str, list[Any]] = {}
+        for plan in self.plans:
+            seed = seeds[assigned[plan.node]]
+            for choice in plan.keys:
+                if choice.param is not None:
+                    choices.setdefault(choice.param, list(seed[choice.key]))
+        return choices
+
+    def choices(self) -> dict[str, list[Any]]:
+        """Parameter name -> its choices, in graph order then seed-key order."""
+        return {param: list(values) for param, values in self._choices.items()}
+
+    def quantize_config(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """The quantize pass config (by name, default left alone) for one sample."""
+        check_sample(sample, self._choices, self.name)
+        config: dict[str, Any] = {"by": "name", "default": {"config": {"name": None}}}
+        for plan in self.plans:
+            node_config = plan.config(sample)
+            if node_config.get("name") is not None:
+                config[plan.node] = {"config": node_config}
+        return config
+
+    def build(self, sample: dict[str, Any], base: Graph) -> Candidate:
+        """The quantized candidate for `sample`; `base` is untouched."""
+        config = self.quantize_config(sample)
+        graph, _ = quantize_transform_pass(base, config)
+        return Candidate(graph=graph, passes=[("quantize", config)])

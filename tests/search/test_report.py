@@ -1,0 +1,376 @@
+"""Search reports read from studies built in code, exactly as records.py says the strategy writes them."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+from rich.console import Console
+
+from machop.errors import SearchError
+from machop.search import records
+from machop.search.report import best_table, best_trials, plots, print_best, trial_rows, write_search_outputs
+from machop.search.report.files import best_entries, log_entries
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+WIDTHS = [2, 4, 8, 16]
+ACCURACY = {"name": "accuracy", "direction": "maximize", "scale": 1.0}
+BITOPS = {"name": "bitops", "direction": "minimize", "scale": 1e-6}
+
+
+def make_study(objectives: list[dict], storage=None, name: str = "jsc-ptq", choices=None,
+               sum_scaled: bool = False, directions: list[str] | None = None) -> optuna.Study:
+    """A study with the user attributes the strategy records."""
+    directions = directions or [objective["direction"] for objective in objectives]
+    study = optuna.create_study(study_name=name, storage=storage or optuna.storages.InMemoryStorage(),
+                                directions=directions)
+    choices = choices or {"data_in_width": WIDTHS, "weight_width": WIDTHS}
+    study.set_user_attr(records.STUDY_OBJECTIVES, objectives)
+    study.set_user_attr(records.STUDY_SUM_SCALED, sum_scaled)
+    study.set_user_attr(records.STUDY_SPACE, {"name": "quantize", "choices": choices})
+    study.set_user_attr(records.STUDY_MODEL, {"model": "jsc-tiny", "dataset": "jsc", "load_name": None})
+    study.set_user_attr(records.STUDY_CONFIG, {"setup": {"n_trials": 20}})
+    return study
+
+
+def add(study: optuna.Study, params: dict, values=None, metrics=None, feasible: bool = True,
+        state: TrialState = TrialState.COMPLETE, reason: str | None = None) -> None:
+    """One trial recorded like the strategy records it."""
+    choices = study.user_attrs[records.STUDY_SPACE]["choices"]
+    objectives = study.user_attrs[records.STUDY_OBJECTIVES]
+    metrics = metrics or {}
+    attrs = {records.TRIAL_METRICS: metrics, records.TRIAL_CONFIG: dict(params),
+             records.TRIAL_FEASIBLE: feasible, records.TRIAL_SECONDS: 0.1,
+             records.TRIAL_SCALED: {o["name"]: metrics[o["name"]] * o["scale"]
+                                    for o in objectives if o["name"] in metrics}}
+    if reason is not None:
+        attrs[records.TRIAL_FAIL] = reason
+    study.add_trial(create_trial(
+        params=params, distributions={name: CategoricalDistribution(choices[name]) for name in params},
+        values=values, user_attrs=attrs, state=state))
+
+
+def accuracy_of(data_in: int, weight: int) -> float:
+    return 0.75 - 0.3 / (data_in * weight) + 0.001 * data_in
+
+
+def grid_metrics(data_in: int, weight: int) -> dict[str, float]:
+    accuracy = accuracy_of(data_in, weight)
+    return {"accuracy": accuracy, "loss": 1 - accuracy, "bitops": 1000.0 * data_in * weight,
+            "model_size": 50 * weight, "latency": 0.1 + 0.01 * weight}
+
+
+def grid_study(objectives: list[dict], storage=None) -> optuna.Study:
+    """The 4x4 data_in_width x weight_width space, every point once, and one failed trial."""
+    study = make_study(objectives, storage=storage)
+    for data_in, weight in itertools.product(WIDTHS, WIDTHS):
+        metrics = grid_metrics(data_in, weight)
+        add(study, {"data_in_width": data_in, "weight_width": weight},
+            [metrics[o["name"]] * o["scale"] for o in objectives], metrics)
+    add(study, {"data_in_width": 8, "weight_width": 8}, state=TrialState.FAIL,
+        reason="NaN in <loss> & friends")
+    return study
+
+
+def numbers(trials) -> list[int]:
+    return [trial.number for trial in trials]
+
+
+def is_png(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0 and path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def distinct_colours(path: Path) -> int:
+    import matplotlib.image
+
+    rgb = (matplotlib.image.imread(path)[..., :3] * 255).astype(np.uint32)
+    return len(np.unique(rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]))
+
+
+@pytest.fixture(scope="module")
+def multi_outputs(tmp_path_factory) -> tuple[optuna.Study, dict[str, Path]]:
+    study = grid_study([ACCURACY, BITOPS])
+    return study, write_search_outputs(study, tmp_path_factory.mktemp("multi"))
+
+
+@pytest.fixture(scope="module")
+def single_outputs(tmp_path_factory) -> tuple[optuna.Study, dict[str, Path]]:
+    study = grid_study([ACCURACY])
+    return study, write_search_outputs(study, tmp_path_factory.mktemp("single"))
+
+
+# ---- best trials --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("direction", "expected"), [("maximize", 1), ("minimize", 2)])
+def test_single_objective_best_respects_the_direction(direction, expected):
+    study = make_study([{"name": "accuracy", "direction": direction, "scale": 1.0}])
+    for width, value in zip(WIDTHS, [0.5, 0.9, 0.1]):
+        add(study, {"weight_width": width}, [value], {"accuracy": value})
+    assert numbers(best_trials(study)) == [expected]
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_infeasible_and_unfinished_trials_are_never_best(direction):
+    study = make_study([{"name": "accuracy", "direction": direction, "scale": 1.0}])
+    add(study, {"weight_width": 2}, [0.5], {"accuracy": 0.5})
+    add(study, {"weight_width": 4}, [0.99 if direction == "maximize" else 0.01], feasible=False)
+    add(study, {"weight_width": 8}, state=TrialState.FAIL, reason="boom")
+    add(study, {"weight_width": 16}, state=TrialState.PRUNED)
+    assert numbers(best_trials(study)) == [0]
+
+
+def test_no_feasible_trial_gives_no_best_and_an_empty_table():
+    study = make_study([ACCURACY])
+    add(study, {"weight_width": 2}, [0.9], feasible=False)
+    assert best_trials(study) == []
+    assert best_entries(study) == {}
+    assert best_table(study).row_count == 0
+
+
+PARETO_POINTS = {  # (accuracy, bitops) -> on the front of the feasible trials?
+    (0.90, 10.0): True, (0.80, 5.0): True, (0.70, 1.0): True, (0.95, 20.0): True,
+    (0.70, 6.0): False,  # dominated by (0.80, 5)
+    (0.85, 12.0): False,  # dominated by (0.90, 10)
+    (0.90, 11.0): False,  # same accuracy as (0.90, 10), more bitops
+}
+
+
+def pareto_study(with_infeasible: bool) -> tuple[optuna.Study, set[int]]:
+    study = make_study([ACCURACY, {"name": "bitops", "direction": "minimize", "scale": 1.0}],
+                       choices={"weight_width": list(range(10))})
+    front = set()
+    for index, ((accuracy, bitops), on_front) in enumerate(PARETO_POINTS.items()):
+        add(study, {"weight_width": index}, [accuracy, bitops], {"accuracy": accuracy, "bitops": bitops})
+        if on_front:
+            front.add(index)
+    if with_infeasible:  # dominates every trial above, but breaks a constraint
+        add(study, {"weight_width": 9}, [0.99, 0.5], {"accuracy": 0.99, "bitops": 0.5}, feasible=False)
+    return study, front
+
+
+@pytest.mark.parametrize("with_infeasible", [False, True])
+def test_pareto_front_is_exactly_the_non_dominated_feasible_set(with_infeasible):
+    study, front = pareto_study(with_infeasible)
+    best = best_trials(study)
+    assert set(numbers(best)) == front
+    assert [trial.values[0] for trial in best] == sorted(trial.values[0] for trial in best)
+    if not with_infeasible:
+        assert set(numbers(best)) == set(numbers(study.best_trials))
+
+
+def test_best_table_titles_and_print_best():
+    study, front = pareto_study(with_infeasible=True)
+    assert best_table(study).title == f"Pareto front ({len(front)} trials)"
+    console = Console(record=True, width=220)
+    print_best(study, console)
+    text = console.export_text()
+    assert "Pareto front (4 trials)" in text and "weight_width=0" in text and "bitops (per sample) ↓" in text
+    single = make_study([ACCURACY])
+    add(single, {"weight_width": 4}, [0.8], {"accuracy": 0.8, "bitops": 9.0})
+    table = best_table(single)
+    assert table.title == "Best trial"
+    assert [str(column.header) for column in table.columns] == [
+        "Trial", "accuracy ↑", "Software metrics", "Hardware metrics", "Scaled metrics", "Configuration"]
+
+
+# ---- rows and files -----------------------------------------------------------------------------
+
+
+def test_trial_rows_have_one_column_per_metric_and_parameter_and_every_state():
+    study = make_study([ACCURACY, BITOPS])
+    add(study, {"data_in_width": 8, "weight_width": 4}, [0.9, 0.032], grid_metrics(8, 4))
+    for state in (TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
+        add(study, {"data_in_width": 2, "weight_width": 2}, state=state)
+    rows = trial_rows(study)
+    assert [row["state"] for row in rows] == ["COMPLETE", "FAIL", "PRUNED", "RUNNING", "WAITING"]
+    assert list(rows[0]) == ["number", "state", "values_0", "values_1", "loss", "accuracy", "bitops",
+                             "model_size", "latency", "scaled_accuracy", "scaled_bitops", "feasible",
+                             "seconds", "fail_reason", "params_data_in_width", "params_weight_width"]
+    assert rows[0]["values_1"] == pytest.approx(0.032)
+    assert rows[0]["scaled_bitops"] == pytest.approx(32000 * 1e-6)
+    assert rows[0]["params_data_in_width"] == 8 and rows[0]["feasible"] is True
+    assert rows[1]["values_0"] is None and rows[1]["accuracy"] is None
+
+
+def test_failed_trials_and_their_reasons_reach_csv_and_html(single_outputs):
+    study, written = single_outputs
+    with written["trials_csv"].open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 17
+    failed = [row for row in rows if row["state"] == "FAIL"]
+    assert [row["fail_reason"] for row in failed] == ["NaN in <loss> & friends"]
+    assert rows[0]["value"] and rows[0]["params_weight_width"] == "2"
+    html_text = written["report_html"].read_text()
+    assert "NaN in &lt;loss&gt; &amp; friends" in html_text
+    assert "<loss>" not in html_text
+    assert "Failed trials (1)" in html_text
+
+
+def test_log_json_has_one_entry_per_trial_in_the_mase_shape(single_outputs, multi_outputs):
+    keys = {"number", "params", "user_attrs", "state", "datetime_start", "datetime_complete", "duration"}
+    for (study, written), value_key in ((single_outputs, "value"), (multi_outputs, "values")):
+        log = json.loads(written["log_json"].read_text())
+        assert list(log) == [str(index) for index in range(17)]
+        assert all(set(entry) == keys | {value_key} for entry in log.values())
+        assert log["0"]["params"] == {"data_in_width": 2, "weight_width": 2}
+        assert log["0"]["user_attrs"][records.TRIAL_CONFIG] == {"data_in_width": 2, "weight_width": 2}
+        assert log["16"]["state"] == "FAIL" and log["16"][value_key] is None
+    assert len(log["0"]["values"]) == 2
+
+
+def test_best_json_in_the_mase_shape(single_outputs, multi_outputs):
+    keys = {"number", "value", "software_metrics", "hardware_metrics", "scaled_metrics", "sampled_config"}
+    study, written = single_outputs
+    best = json.loads(written["best_json"].read_text())
+    assert list(best) == ["0"] and set(best["0"]) == keys
+    assert best["0"]["number"] == 15 and best["0"]["value"] == pytest.approx(accuracy_of(16, 16))
+    assert set(best["0"]["software_metrics"]) == {"accuracy", "loss"}
+    assert set(best["0"]["hardware_metrics"]) == {"bitops", "model_size", "latency"}
+    assert best["0"]["sampled_config"] == {"data_in_width": 16, "weight_width": 16}
+    study, written = multi_outputs
+    best = json.loads(written["best_json"].read_text())
+    assert [entry["number"] for entry in best.values()] == numbers(best_trials(study))
+    assert all(set(entry) == keys and len(entry["value"]) == 2 for entry in best.values())
+
+
+def test_non_finite_values_are_written_as_json_null(tmp_path):
+    study = make_study([ACCURACY])
+    add(study, {"weight_width": 2}, [0.5], {"accuracy": 0.5, "latency": float("nan")})
+    log = log_entries(study)
+    assert log["0"]["user_attrs"][records.TRIAL_METRICS]["latency"] is None
+    json.dumps(log, allow_nan=False)
+
+
+def test_outputs_from_a_journal_storage_loaded_by_name(tmp_path):
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(tmp_path / "journal.log")))
+    grid_study([ACCURACY, BITOPS], storage=storage)
+    loaded = optuna.load_study(study_name="jsc-ptq", storage=storage)
+    written = write_search_outputs(loaded, tmp_path / "out")
+    assert {"trials_csv", "log_json", "best_json", "history", "pareto", "heatmaps",
+            "report_html"} <= set(written)
+    assert all(path.is_file() for path in written.values())
+
+
+def test_empty_study_still_writes_files_and_a_page(tmp_path):
+    written = write_search_outputs(make_study([ACCURACY]), tmp_path)
+    assert set(written) == {"trials_csv", "log_json", "best_json", "report_html"}
+    assert written["trials_csv"].read_text().startswith("number,state,value,")
+    assert "The study has no trials." in written["report_html"].read_text()
+
+
+# ---- plots --------------------------------------------------------------------------------------
+
+
+def test_grid_heatmap_history_pareto_and_importance_pngs(multi_outputs):
+    import matplotlib.image
+
+    _, written = multi_outputs
+    for name in ("heatmaps", "history", "pareto", "importance"):
+        assert is_png(written[name]), name
+        assert written[name].parent.name == "plots"
+    image = matplotlib.image.imread(written["heatmaps"])
+    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 600
+    assert distinct_colours(written["heatmaps"]) > 50
+
+
+def test_heatmap_cells_are_means_in_sorted_choice_order():
+    study = make_study([ACCURACY])
+    for data_in, weight, accuracy in [(8, 2, 0.6), (8, 2, 0.8), (2, 16, 0.5)]:
+        add(study, {"data_in_width": data_in, "weight_width": weight}, [accuracy], {"accuracy": accuracy})
+    trials = study.trials
+    axes = tuple(plots.param_choices(study, trials, name) for name in ("data_in_width", "weight_width"))
+    assert axes == (WIDTHS, WIDTHS)
+    grid = plots.metric_grid(trials, "accuracy", ["data_in_width", "weight_width"], axes)
+    assert grid[2, 0] == pytest.approx(0.7) and grid[0, 3] == pytest.approx(0.5)
+    assert np.isnan(grid).sum() == 14
+
+
+def test_heatmap_picks_two_parameters_or_refuses(tmp_path):
+    choices = {"a": [1, 2, 3], "b": [1, 2, 3], "c": [1, 2]}
+    study = make_study([ACCURACY], choices=choices)
+    for a, b, c in itertools.product(*choices.values()):
+        value = a * 0.1 + c * 0.01 + b * 0.001
+        add(study, {"a": a, "b": b, "c": c}, [value], {"accuracy": value})
+    assert plots.heatmap_params(study, study.trials) == ["a", "c"]
+    assert is_png(plots.plot_heatmaps(study, tmp_path / "h.png"))
+    assert is_png(plots.plot_heatmaps(study, tmp_path / "hb.png", params=["b", "c"]))
+    with pytest.raises(SearchError, match="unknown search parameter 'd'"):
+        plots.plot_heatmaps(study, tmp_path / "x.png", params=["a", "d"])
+    one = make_study([ACCURACY], choices={"a": [1, 2]})
+    add(one, {"a": 1}, [0.5], {"accuracy": 0.5})
+    add(one, {"a": 2}, [0.6], {"accuracy": 0.6})
+    assert plots.plot_heatmaps(one, tmp_path / "none.png") is None
+
+
+def test_plots_that_do_not_apply_return_none(tmp_path, single_outputs):
+    study, written = single_outputs
+    assert "pareto" not in written and not (written["history"].parent / "pareto.png").exists()
+    assert plots.plot_pareto(study, tmp_path / "p.png") is None
+    single_param = make_study([ACCURACY], choices={"a": [1, 2]})
+    add(single_param, {"a": 1}, [0.5], {"accuracy": 0.5})
+    assert plots.plot_importance(single_param, tmp_path / "i.png") is None
+    add(single_param, {"a": 2}, [0.6], {"accuracy": 0.6})
+    assert plots.plot_importance(single_param, tmp_path / "i.png") is None
+    assert plots.plot_history(make_study([ACCURACY]), tmp_path / "h.png") is None
+
+
+def test_pareto_grid_for_three_objectives(tmp_path):
+    latency = {"name": "latency", "direction": "minimize", "scale": 1.0}
+    study = grid_study([ACCURACY, BITOPS, latency])
+    assert is_png(plots.plot_pareto(study, tmp_path / "p3.png"))
+    assert is_png(plots.plot_history(study, tmp_path / "h3.png"))
+
+
+def test_sum_of_scaled_metrics_is_one_labelled_objective(tmp_path):
+    study = make_study([ACCURACY, {**BITOPS, "scale": -1e-6}], sum_scaled=True, directions=["maximize"])
+    for width in WIDTHS:
+        metrics = grid_metrics(width, width)
+        add(study, {"weight_width": width}, [metrics["accuracy"] - metrics["bitops"] * 1e-6], metrics)
+    assert numbers(best_trials(study)) == [1]  # 4-bit: accuracy 0.735 less 0.016 Mbitops
+    text = write_search_outputs(study, tmp_path)["report_html"].read_text()
+    assert "the sum of scaled metrics" in text
+
+
+# ---- HTML ---------------------------------------------------------------------------------------
+
+
+def test_report_html_is_self_contained(multi_outputs):
+    study, written = multi_outputs
+    text = written["report_html"].read_text()
+    assert text.count("data:image/png;base64,") == 4
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.IGNORECASE)
+    assert "<link" not in text and "<script" not in text
+    assert "Pareto front (" in text and "All trials (17)" in text and "jsc-tiny" in text
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(chromium() is None, reason="needs Chromium")
+def test_report_html_renders_in_headless_chromium(multi_outputs, tmp_path):
+    _, written = multi_outputs
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000",
+         written["report_html"].resolve().as_uri()],
+        check=True, timeout=60, capture_output=True)
+    assert is_png(shot)
+    assert distinct_colours(shot) > 20

@@ -1,0 +1,200 @@
+"""`machop search` end to end: MASE configs, objectives, brute force, resume, failures, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from machop.search import records
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from machop.cli.app import run
+
+    out = tmp_path_factory.mktemp("base")
+    assert run(["train", "jsc-three-linear-layers", "digits", "--max-epochs", "15", "--batch-size", "32",
+                "--learning-rate", "1e-2", "--project-dir", str(out), "--project", "base"]) == 0
+    return out / "base" / "checkpoints" / "best.ckpt"
+
+
+def load(project: Path) -> optuna.Study:
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(project / "search" / "study.journal")))
+    name = optuna.get_all_study_summaries(storage)[0].study_name
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def search_config(tmp_path: Path, *, space: str = "", strategy: str = "", setup: str = "",
+                  metrics: str = "", runners: str = "") -> Path:
+    path = tmp_path / "search.toml"
+    path.write_text(f"""
+model = "jsc-three-linear-layers"
+dataset = "digits"
+batch_size = 64
+seed = 3
+
+[search.search_space]
+name = "graph/quantize/mixed_precision_ptq"
+[search.search_space.setup]
+by = "type"
+share_by_type = true
+[search.search_space.seed.default.config]
+name = ["NA"]
+[search.search_space.seed.linear.config]
+name = ["integer"]
+data_in_width = [4, 8]
+data_in_frac_width = ["NA"]
+weight_width = [2, 4, 8]
+weight_frac_width = ["NA"]
+bias_width = [8]
+{space}
+
+[search.strategy]
+name = "optuna"
+{strategy}
+{runners or '[search.strategy.sw_runner.basic_evaluation]' + chr(10) + 'data_loader = "val_dataloader"' + chr(10) + '[search.strategy.hw_runner.bitops]'}
+[search.strategy.setup]
+{setup or 'sampler = "tpe"' + chr(10) + 'n_trials = 6'}
+[search.strategy.metrics]
+{metrics or 'accuracy.scale = 1.0' + chr(10) + 'accuracy.direction = "maximize"'}
+""")
+    return path
+
+
+def test_mase_search_config_runs_unchanged_and_really_quantizes(cli, tmp_path, checkpoint):
+    result = cli("search", "-c", ROOT / "configs" / "search_quant_jsc_mase.toml", "--load", checkpoint,
+                 "--n-trials", "5", "--project-dir", tmp_path, "--project", "mase")
+    assert result.code == 0, result.stderr
+    study = load(tmp_path / "mase")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 5
+    for trial in complete:
+        metrics = trial.user_attrs[records.TRIAL_METRICS]
+        widths = {node: trial.params[f"{node}/weight_width"] for node in ("seq_blocks_2", "seq_blocks_4", "seq_blocks_6")}
+        weighted = 1024 * widths["seq_blocks_2"] + 256 * widths["seq_blocks_4"] + 160 * widths["seq_blocks_6"]
+        assert metrics["average_bitwidth"] == pytest.approx(weighted / (1024 + 256 + 160))
+        assert trial.value == pytest.approx(metrics["accuracy"] - 0.2 * metrics["average_bitwidth"])
+    outputs = tmp_path / "mase" / "search"
+    for name in ("trials.csv", "log.json", "best.json", "report.html"):
+        assert (outputs / name).is_file()
+
+
+def test_multi_objective_pareto(cli, tmp_path, checkpoint):
+    config = search_config(tmp_path, setup='sampler = "nsgaii"\nn_trials = 8\nsum_scaled_metrics = false',
+                           metrics='accuracy.direction = "maximize"\nbitops.scale = 1e-6\nbitops.direction = "minimize"')
+    result = cli("search", "-c", config, "--load", checkpoint, "--project-dir", tmp_path, "--project", "mo")
+    assert result.code == 0, result.stderr
+    study = load(tmp_path / "mo")
+    assert len(study.directions) == 2 and study.best_trials
+    assert "Pareto front" in result.stdout
+
+
+def test_bruteforce_grid_runs_every_point_once(cli, tmp_path, checkpoint):
+    config = search_config(tmp_path, space="", setup='sampler = "bruteforce"\nn_trials = 100')
+    result = cli("search", "-c", config, "--load", checkpoint, "--project-dir", tmp_path, "--project", "bf")
+    assert result.code == 0, result.stderr
+    study = load(tmp_path / "bf")
+    configs = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(configs) == 6 and len(set(configs)) == 6
+    assert (tmp_path / "bf" / "search" / "plots").is_dir()
+
+
+def test_failing_trials_are_recorded_and_the_search_goes_on(cli, tmp_path, checkpoint, monkeypatch):
+    from machop.search import evaluator
+
+    calls = {"n": 0}
+    original = evaluator.run_all
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise MemoryError("simulated out of memory")
+        if calls["n"] == 3:
+            return {"accuracy": float("nan")}
+        return original(*args, **kwargs)
+    monkeypatch.setattr(evaluator, "run_all", flaky)
+    config = search_config(tmp_path, setup='sampler = "random"\nn_trials = 5')
+    result = cli("search", "-c", config, "--load", checkpoint, "--project-dir", tmp_path, "--project", "flaky")
+    assert result.code == 0, result.stderr
+    study = load(tmp_path / "flaky")
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    reasons = sorted(t.user_attrs[records.TRIAL_FAIL] for t in failed)
+    assert reasons == ["MemoryError: simulated out of memory", "TrialFailed: metric 'accuracy' is NaN or missing"]
+    assert len(study.trials) == 5
+
+
+def test_resume_after_sigkill(tmp_path, checkpoint):
+    config = search_config(tmp_path, setup='sampler = "random"\nn_trials = 12',
+                           runners='[search.strategy.sw_runner.basic_train]\nmax_epochs = 2\n'
+                                   '[search.strategy.hw_runner.bitops]')
+    command = [sys.executable, "-m", "machop", "search", "-c", str(config), "--load", str(checkpoint),
+               "--project-dir", str(tmp_path), "--project", "resume"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    journal = tmp_path / "resume" / "search" / "study.journal"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if journal.exists() and len([t for t in load(tmp_path / "resume").trials
+                                     if t.state == TrialState.COMPLETE]) >= 3:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    study = load(tmp_path / "resume")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 12
+    interrupted = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert all("interrupted" in t.user_attrs[records.TRIAL_FAIL] for t in interrupted)
+    evaluated = [t.params for t in complete if records.TRIAL_CACHED_FROM not in t.user_attrs]
+    for trial in interrupted:
+        if trial.params:
+            assert trial.params in [t.params for t in complete]
+    assert len(evaluated) == len({json.dumps(p, sort_keys=True) for p in evaluated})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"setup": 'sampler = "tpee"'}, "unknown sampler 'tpee'; did you mean 'tpe'"),
+    ({"setup": 'sampler = "cmaes"'}, "needs numeric parameters"),
+    ({"metrics": "acuracy.scale = 1.0"}, "did you mean 'accuracy'"),
+    ({"metrics": "latency.scale = 1.0"}, "'latency' is produced by no configured runner"),
+    ({"runners": "[search.strategy.sw_runner.basic_evaluate]"}, "did you mean 'basic_evaluation'"),
+    ({"strategy": '[search.strategy.constraints]\nbitopz = "<= 5"'}, "unknown metric 'bitopz'"),
+    ({"space": "[search.search_space.seed.seq_blocks_2.config]\ndata_in_width = []"}, "non-empty list"),
+])
+def test_bad_search_configs(cli, tmp_path, kwargs, message):
+    config = search_config(tmp_path, **kwargs)
+    result = cli("search", "-c", config, "--project-dir", tmp_path / "out")
+    assert result.code == 2, result.stdout
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_space_name(cli, tmp_path):
+    config = search_config(tmp_path)
+    config.write_text(config.read_text().replace("graph/quantize/mixed_precision_ptq", "graph/quantise/mixed"))
+    result = cli("search", "-c", config, "--project-dir", tmp_path / "out")
+    assert result.code == 2 and "unknown" in result.stderr and "graph/quantize/mixed_precision_ptq" in result.stderr
+
+
+def test_report_regenerates_outputs(cli, tmp_path, checkpoint):
+    config = search_config(tmp_path)
+    assert cli("search", "-c", config, "--load", checkpoint, "--project-dir", tmp_path, "--project", "r").code == 0
+    html = tmp_path / "r" / "search" / "report.html"
+    html.unlink()
+    result = cli("report", tmp_path / "r")
+    assert result.code == 0, result.stderr
+    assert html.is_file()
