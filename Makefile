@@ -27,6 +27,7 @@ demo: install
 	$(MACHOP) train --config $(DEMO_CONFIG) --project-dir $(DEMO_DIR)
 	$(MACHOP) test --config $(DEMO_CONFIG) --project-dir $(DEMO_DIR) --load $(DEMO_PROJECT)/checkpoints/best.ckpt
 	$(PY) -m machop.demo $(DEMO_PROJECT)
+	$(MACHOP) search --config configs/quickstart.toml --project-dir $(DEMO_DIR)
 
 test: install
 	$(VENV)/bin/ruff check src tests benchmarks
