@@ -266,6 +266,16 @@ def test_outputs_from_a_journal_storage_loaded_by_name(tmp_path):
     assert all(path.is_file() for path in written.values())
 
 
+def test_a_plain_optuna_study_without_machop_records_still_reports(tmp_path):
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    study.optimize(lambda trial: (trial.suggest_categorical("x", [1, 2, 3]),
+                                  trial.suggest_categorical("y", [1, 2])), n_trials=6)
+    written = write_search_outputs(study, tmp_path)
+    assert {"history", "pareto", "report_html"} <= set(written)
+    assert trial_rows(study)[0]["params_x"] in (1, 2, 3)
+    assert "objective 0" in best_table(study).columns[1].header
+
+
 def test_empty_study_still_writes_files_and_a_page(tmp_path):
     written = write_search_outputs(make_study([ACCURACY]), tmp_path)
     assert set(written) == {"trials_csv", "log_json", "best_json", "report_html"}

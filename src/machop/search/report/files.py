@@ -6,6 +6,7 @@ import csv
 import io
 import math
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,10 @@ def best_entries(study: optuna.Study) -> dict[str, dict[str, Any]]:
 
 def write_plots(study: optuna.Study, plot_dir: Path) -> dict[str, Path | None]:
     """Every plot as PNG under plot_dir; None for a plot that does not apply."""
+    importances = plots.all_importances(study)  # computed once: the slowest part of a report
     makers = {"history": plots.plot_history, "pareto": plots.plot_pareto,
-              "heatmaps": plots.plot_heatmaps, "importance": plots.plot_importance}
+              "heatmaps": partial(plots.plot_heatmaps, importances=importances),
+              "importance": partial(plots.plot_importance, importances=importances)}
     written = {}
     for name, make in makers.items():
         path = plot_dir / PLOT_FILES[name]

@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import TrialState
 
 from machop.io_atomic import write_text_atomic
+from machop.search import records
 from machop.search.report import study_info as info
 from machop.search.report.tables import best_cells, best_headers, best_title, best_trials, trial_rows
 
@@ -95,7 +96,7 @@ def _summary_rows(study: optuna.Study) -> list[list[str]]:
         size = 1
         for choices in space.values():
             size *= max(len(choices), 1)
-        name = (study.user_attrs.get(info.records.STUDY_SPACE) or {}).get("name", "-")
+        name = (study.user_attrs.get(records.STUDY_SPACE) or {}).get("name", "-")
         rows.insert(3, ["Search space", f"{name}: {len(space)} parameters, {size:,} points"])
     return rows
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -132,7 +133,7 @@ def fail_reason(trial: FrozenTrial) -> str | None:
     return None if reason is None else str(reason)
 
 
-def first_seen(keys_per_trial: list[list[str]], preferred: list[str] = ()) -> list[str]:
+def first_seen(keys_per_trial: list[list[str]], preferred: Sequence[str] = ()) -> list[str]:
     """Union of keys, `preferred` ones first, then in the order they first appear."""
     return list(dict.fromkeys([*preferred, *(key for keys in keys_per_trial for key in keys)]))
 

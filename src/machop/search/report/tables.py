@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 from rich.table import Table
 from rich.text import Text
 
+from machop.search import records
 from machop.search.report import study_info as info
 
 
@@ -29,7 +30,7 @@ def row_columns(study: optuna.Study, trials: list[FrozenTrial]) -> list[str]:
 
 
 def _feasible_cell(trial: FrozenTrial) -> bool | None:
-    recorded = trial.user_attrs.get(info.records.TRIAL_FEASIBLE)
+    recorded = trial.user_attrs.get(records.TRIAL_FEASIBLE)
     if recorded is None and trial.state != TrialState.COMPLETE:
         return None
     return info.is_feasible(trial)
@@ -43,7 +44,7 @@ def _trial_row(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
             **info.trial_metrics(trial),
             **{f"scaled_{name}": value for name, value in info.trial_scaled(trial).items()},
             "feasible": _feasible_cell(trial),
-            "seconds": trial.user_attrs.get(info.records.TRIAL_SECONDS),
+            "seconds": trial.user_attrs.get(records.TRIAL_SECONDS),
             "fail_reason": info.fail_reason(trial),
             **{f"params_{name}": value for name, value in config.items()}}
 
