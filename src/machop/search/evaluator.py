@@ -70,6 +70,8 @@ class TrialEvaluator:
         trial.set_user_attr(records.TRIAL_SCALED, scaled_metrics(metrics, self.settings))
         trial.set_user_attr(records.TRIAL_FEASIBLE, all(v <= 0 for v in violations))
         trial.set_user_attr(records.TRIAL_CONSTRAINTS, violations)
+        for constraint, violation in zip(self.settings.constraints, violations):
+            trial.set_constraint(f"{constraint.metric} {constraint.op} {constraint.bound:g}", violation)
         return values
 
     def _reuse(self, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> list[float]:
@@ -97,8 +99,3 @@ def _completed_with_key(study: optuna.Study, key: str) -> optuna.trial.FrozenTri
         if trial.user_attrs.get(records.TRIAL_CONFIG_KEY) == key:
             return trial
     return None
-
-
-def constraints_func(trial: optuna.trial.FrozenTrial) -> list[float]:
-    """Optuna's constraints hook: the violations recorded with the trial."""
-    return list(trial.user_attrs.get(records.TRIAL_CONSTRAINTS, [0.0]))

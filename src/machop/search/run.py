@@ -13,7 +13,7 @@ import optuna
 from machop.config.schema import RunConfig
 from machop.errors import ConfigError
 from machop.search import records
-from machop.search.evaluator import TrialEvaluator, constraints_func
+from machop.search.evaluator import TrialEvaluator
 from machop.search.loop import run_trials
 from machop.search.progress import SearchProgress
 from machop.search.runners import RunContext, build_runners, check_metrics_produced
@@ -105,8 +105,7 @@ def _open_study(setup: _Setup, storage_url: str | None, search_dir: Path, study_
                 worker_index: int, join_only: bool) -> tuple[optuna.Study, str, bool]:
     settings = setup.settings
     seed = (settings.seed if settings.seed is not None else setup.config.seed) + worker_index
-    sampler = build_sampler(settings.sampler, seed, setup.evaluator.space.choices(),
-                            constraints_func if settings.constraints else None)
+    sampler = build_sampler(settings.sampler, seed, setup.evaluator.space.choices())
     storage, location = open_storage(storage_url, search_dir)
     study, resumed = create_or_resume(storage, study_name, settings.directions, sampler,
                                       _pruner(settings.pruner), setup.attrs, join_only=join_only)
