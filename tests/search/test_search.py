@@ -198,3 +198,21 @@ def test_report_regenerates_outputs(cli, tmp_path, checkpoint):
     result = cli("report", tmp_path / "r")
     assert result.code == 0, result.stderr
     assert html.is_file()
+
+
+def test_unwritable_project_dir(cli, tmp_path):
+    result = cli("search", "-c", search_config(tmp_path), "--project-dir", "/proc/machop")
+    assert result.code == 2 and "is not writable" in result.stderr
+
+
+def test_worker_needs_an_existing_study(cli, tmp_path):
+    result = cli("search", "-c", search_config(tmp_path), "--worker", "--project-dir", tmp_path, "--project", "w")
+    assert result.code == 2 and "does not exist in the storage" in result.stderr
+
+
+def test_resuming_with_another_space_is_refused(cli, tmp_path, checkpoint):
+    config = search_config(tmp_path, setup='sampler = "random"\nn_trials = 2')
+    assert cli("search", "-c", config, "--load", checkpoint, "--project-dir", tmp_path, "--project", "s").code == 0
+    config.write_text(config.read_text().replace("weight_width = [2, 4, 8]", "weight_width = [2, 8]"))
+    result = cli("search", "-c", config, "--load", checkpoint, "--project-dir", tmp_path, "--project", "s")
+    assert result.code == 2 and "different search" in result.stderr and "space" in result.stderr
