@@ -174,3 +174,9 @@ def test_train_on_jsc_and_cifar10_files_through_the_cli(cli, tmp_path):
     assert cifar.code == 0, cifar.stderr
     metrics = json.loads((tmp_path / "out" / "vgg7_classification_cifar10" / "metrics.json").read_text())
     assert sum(metrics["dataset_sizes"].values()) == 120
+
+
+def test_command_specific_options_show_their_help(cli):
+    result = cli("search", "--help")
+    assert "Optuna storage URL" in result.stdout
+    assert "Comma-separated metric names" in cli("analyze", "--help").stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,8 @@ def config_command(func: Callable[..., Any]) -> Callable[..., Any]:
     The wrapped function receives a ConfigArgs holding only explicitly given values, so an
     explicit flag wins over the config file even when it equals the default.
     """
-    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+    hints = typing.get_type_hints(func, include_extras=True)  # string annotations -> objects
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
            for p in inspect.signature(func).parameters.values() if p.name != "args"]
 
     @functools.wraps(func)
