@@ -12,16 +12,6 @@ BUDGET = 14
 SAMPLERS = ("tpe", "bruteforce", "random")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from machop.cli.app import run
-
-    out = tmp_path_factory.mktemp("base")
-    assert run(["train", "jsc-three-linear-layers", "digits", "--max-epochs", "6", "--batch-size", "32",
-                "--learning-rate", "1e-2", "--project-dir", str(out), "--project", "base"]) == 0
-    return out / "base" / "checkpoints" / "best.ckpt"
-
-
 def compare_config(tmp_path: Path, *, setup: str = "sum_scaled_metrics = true",
                    metrics: str = 'bitops.scale = 1e-6\nbitops.direction = "minimize"') -> Path:
     path = tmp_path / "compare.toml"

@@ -19,16 +19,6 @@ from machop.search import records
 ROOT = Path(__file__).parents[2]
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from machop.cli.app import run
-
-    out = tmp_path_factory.mktemp("base")
-    assert run(["train", "jsc-three-linear-layers", "digits", "--max-epochs", "15", "--batch-size", "32",
-                "--learning-rate", "1e-2", "--project-dir", str(out), "--project", "base"]) == 0
-    return out / "base" / "checkpoints" / "best.ckpt"
-
-
 def load(project: Path) -> optuna.Study:
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(project / "search" / "study.journal")))

@@ -73,6 +73,16 @@ class _QuantizedParameters:
         return f"{base}, quant={self.quant_config.get('name')}"
 
 
+def _quantized_copy(cls: type, module: nn.Module, specs: OperandSpecs, config: dict[str, Any],
+                    **shape: Any) -> Any:
+    new = cls(**shape, bias=module.bias is not None, device=module.weight.device,
+              dtype=module.weight.dtype)
+    new.load_state_dict(module.state_dict())
+    new.train(module.training)
+    new._init_quant(specs, config)
+    return new
+
+
 class QuantLinear(_QuantizedParameters, nn.Linear):
     """nn.Linear with quantized input, weight, bias (and optionally output)."""
 
@@ -82,12 +92,8 @@ class QuantLinear(_QuantizedParameters, nn.Linear):
     @classmethod
     def from_float(cls, module: nn.Linear, specs: OperandSpecs, config: dict[str, Any]) -> QuantLinear:
         """Quantized copy of `module`, weights and bias copied."""
-        new = cls(module.in_features, module.out_features, bias=module.bias is not None,
-                  device=module.weight.device, dtype=module.weight.dtype)
-        new.load_state_dict(module.state_dict())
-        new.train(module.training)
-        new._init_quant(specs, config)
-        return new
+        return _quantized_copy(cls, module, specs, config, in_features=module.in_features,
+                               out_features=module.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.quantized_parameters()
@@ -103,14 +109,11 @@ class _QuantConv(_QuantizedParameters):
     @classmethod
     def from_float(cls, module: nn.Module, specs: OperandSpecs, config: dict[str, Any]) -> nn.Module:
         """Quantized copy of `module`, weights and bias copied."""
-        new = cls(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
-                  padding=module.padding, dilation=module.dilation, groups=module.groups,
-                  bias=module.bias is not None, padding_mode=module.padding_mode,
-                  device=module.weight.device, dtype=module.weight.dtype)
-        new.load_state_dict(module.state_dict())
-        new.train(module.training)
-        new._init_quant(specs, config)
-        return new
+        return _quantized_copy(cls, module, specs, config, in_channels=module.in_channels,
+                               out_channels=module.out_channels, kernel_size=module.kernel_size,
+                               stride=module.stride, padding=module.padding,
+                               dilation=module.dilation, groups=module.groups,
+                               padding_mode=module.padding_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.quantized_parameters()
