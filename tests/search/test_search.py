@@ -206,3 +206,17 @@ def test_resuming_with_another_space_is_refused(cli, tmp_path, checkpoint):
     config.write_text(config.read_text().replace("weight_width = [2, 4, 8]", "weight_width = [2, 8]"))
     result = cli("search", "-c", config, "--load", checkpoint, "--project-dir", tmp_path, "--project", "s")
     assert result.code == 2 and "different search" in result.stderr and "space" in result.stderr
+
+
+def test_train_in_the_loop_reports_epochs_for_pruning(cli, tmp_path):
+    config = search_config(tmp_path, setup='sampler = "random"\nn_trials = 6\npruner = "median"',
+                           runners='[search.strategy.sw_runner.basic_train]\nmax_epochs = 3\n'
+                                   '[search.strategy.hw_runner.bitops]')
+    result = cli("search", "-c", config, "--project-dir", tmp_path, "--project", "prune")
+    assert result.code == 0, result.stderr
+    study = load(tmp_path / "prune")
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 6
+    trained = [t for t in finished if records.TRIAL_CACHED_FROM not in t.user_attrs]
+    assert trained and all(t.intermediate_values for t in trained)
+    assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in finished if t.state == TrialState.COMPLETE)
