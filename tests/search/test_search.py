@@ -219,4 +219,4 @@ def test_train_in_the_loop_reports_epochs_for_pruning(cli, tmp_path):
     assert len(finished) == 6
     trained = [t for t in finished if records.TRIAL_CACHED_FROM not in t.user_attrs]
     assert trained and all(t.intermediate_values for t in trained)
-    assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in finished if t.state == TrialState.COMPLETE)
+    assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in trained if t.state == TrialState.COMPLETE)
