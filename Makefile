@@ -45,6 +45,10 @@ bench: install
 	$(PY) benchmarks/fake_quant.py
 	$(PY) benchmarks/latency_ranking.py
 	$(PY) benchmarks/sampler_efficiency.py
+	$(PY) benchmarks/search_trial_overhead.py
+	$(PY) benchmarks/storage_cost.py
+	$(PY) benchmarks/search_workers.py
+	$(PY) benchmarks/search_memory.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
