@@ -16,7 +16,8 @@ def print_best(study: optuna.Study, console: Console | None = None) -> None:
     """Print the best trial or the Pareto front as a table (on machop's stdout console by default)."""
     if console is None:
         from machop.cli.console import out as console
-    console.print(best_table(study))
+    # Narrow terminals get objectives and configurations; trials.csv and report.html have the rest.
+    console.print(best_table(study, compact=console.width < 140))
 
 
 __all__ = ["best_table", "best_trials", "print_best", "trial_rows", "write_search_outputs"]

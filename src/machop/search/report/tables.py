@@ -115,16 +115,23 @@ def best_title(study: optuna.Study, count: int) -> str:
     return f"Pareto front ({count} trial{'' if count == 1 else 's'})"
 
 
-def best_table(study: optuna.Study) -> Table:
-    """A rich table of the best trial or the Pareto front."""
+COMPACT_COLUMNS = ("Software metrics", "Hardware metrics", "Scaled metrics")
+
+
+def best_table(study: optuna.Study, compact: bool = False) -> Table:
+    """A rich table of the best trial or the Pareto front (compact: objectives and configuration)."""
     trials = best_trials(study)
     table = Table(title=best_title(study, len(trials)), title_justify="left", show_lines=True)
-    for header in best_headers(study):
+    headers = best_headers(study)
+    keep = [i for i, h in enumerate(headers) if not (compact and h in COMPACT_COLUMNS)]
+    for index in keep:
+        header = headers[index]
         numeric = header == "Trial" or header in info.objective_labels(study)
         table.add_column(Text(header), justify="right" if numeric else "left", overflow="fold")
     for trial in trials:
+        cells = best_cells(trial)
         # Text, not markup: configuration values may contain brackets.
-        table.add_row(*(Text(cell) for cell in best_cells(trial)))
+        table.add_row(*(Text(cells[index]) for index in keep))
     if not trials:
         table.caption = "no feasible COMPLETE trial yet"
     return table
