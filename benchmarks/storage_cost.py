@@ -3,7 +3,7 @@
 The same search runs against three Optuna storages, in the same process:
 
 * memory  -- optuna.storages.InMemoryStorage (the baseline: no durability).
-* journal -- JournalStorage(JournalFileBackend(<file>)), machop's default
+* journal -- JournalStorage(TrialDurableJournalBackend(<file>)), machop's default: fsync per finished trial
              (`<project>/search/study.journal`; opened by machop.search.study.open_storage).
 * sqlite  -- RDBStorage("sqlite:///<file>") as open_storage makes it (heartbeat 30 s).
 

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from machop.errors import SearchError
 from machop.search import records
+from machop.search.journal import TrialDurableJournalBackend
 
 DEFAULT_STORAGE_FILE = "study.journal"
 REQUEUED = "machop_requeued"
@@ -18,13 +19,9 @@ COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 def open_storage(url: str | None, search_dir: Path) -> tuple[optuna.storages.BaseStorage, str]:
     """The storage behind a URL, or the default journal file in the search folder."""
-    if url is None:
-        path = search_dir / DEFAULT_STORAGE_FILE
-        backend = optuna.storages.journal.JournalFileBackend(str(path))
-        return optuna.storages.JournalStorage(backend), str(path)
-    if url.endswith(".journal") or url.startswith("journal:"):
-        path = url.removeprefix("journal:")
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path)), path
+    if url is None or url.endswith(".journal") or url.startswith("journal:"):
+        path = str(search_dir / DEFAULT_STORAGE_FILE) if url is None else url.removeprefix("journal:")
+        return optuna.storages.JournalStorage(TrialDurableJournalBackend(path)), path
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120), url
     except ImportError as exc:
