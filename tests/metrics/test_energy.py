@@ -153,7 +153,7 @@ def test_power_sampling_fallback_integrates_power(fake_gpu, counter):
     assert result.available and result.method == "nvml_power_sampling"
     total = result.joules * result.repetitions  # 100 W over the sampled window
     assert 100 * MIN_SECONDS * (1 - 1e-9) <= total <= 100 * wall
-    assert fake.power_reads >= 3 and fake.open == 0
+    assert fake.power_reads >= 2 and fake.open == 0  # the window's two edges at least
 
 
 def test_other_counter_errors_are_unavailable(fake_gpu):
