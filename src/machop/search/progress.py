@@ -29,17 +29,9 @@ class SearchProgress:
 
     def __enter__(self) -> SearchProgress:
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            self._progress = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.fields[best]}"), TimeElapsedColumn(),
-                                      TimeRemainingColumn())
+            from machop.progress import new_progress
+
+            self._progress = new_progress("[bold]trials", "{task.fields[best]}", after_times=False)
             self._progress.__enter__()
             self._task = self._progress.add_task("search", total=self.budget, best="")
             self.poll()

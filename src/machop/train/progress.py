@@ -16,18 +16,10 @@ class EpochProgress:
 
     def __enter__(self) -> EpochProgress:
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
-                transient=False)
+            from machop.progress import new_progress
+
+            self._progress = new_progress("[bold]{task.description}", "{task.fields[stats]}",
+                                          after_times=True)
             self._progress.__enter__()
         return self
 
