@@ -47,6 +47,7 @@ class TrainOutcome:
     test_metrics: dict[str, float]
     project: Project
     model: nn.Module = field(repr=False)
+    rank: int = 0
 
 
 def _fill_from_checkpoint(config: RunConfig, checkpoint: Checkpoint | None) -> RunConfig:
@@ -69,15 +70,30 @@ def _require_names(config: RunConfig) -> None:
                           "line or set model/dataset in the config file")
     if config.task_name() != "classification":
         raise ConfigError(f"task {config.task!r} is not supported (valid: classification, cls)")
-    if config.num_devices > 1 or config.num_nodes > 1:
-        raise ConfigError("num_devices/num_nodes > 1 is not supported by this version; use 1")
 
 
-def prepare(config: RunConfig) -> Prepared:
-    """Read the checkpoint (if any), load the dataset and build the model."""
+def _require_one_process(config: RunConfig) -> None:
+    from machop.train.distributed import launcher_world_size, world_size
+
+    if world_size(config) > 1 or launcher_world_size() > 1:
+        raise ConfigError(f"num_devices={config.num_devices}, num_nodes={config.num_nodes}: only "
+                          "`machop train` and `machop test` run on several processes; search "
+                          "trials (sw_runner.basic_train), transform and analyze run in one "
+                          "process — set num_devices = 1 and num_nodes = 1 (use the search's "
+                          "setup.n_jobs for parallel trials)")
+
+
+def prepare(config: RunConfig, *, multi_process: bool = False) -> Prepared:
+    """Read the checkpoint (if any), load the dataset and build the model.
+
+    Only train and test pass `multi_process=True`; every other caller refuses
+    num_devices/num_nodes > 1 rather than silently using one process.
+    """
     checkpoint = read_checkpoint(config.load_name, config.load_type) if config.load_name else None
     config = _fill_from_checkpoint(config, checkpoint)
     _require_names(config)
+    if not multi_process:
+        _require_one_process(config)
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, seed=config.seed,
                            cache=not config.disable_dataset_cache)
     torch.manual_seed(config.seed)
@@ -113,25 +129,70 @@ def _checkpoint_writer(prepared: Prepared, project: Project):
 
 
 def train(config: RunConfig, *, progress: bool = False) -> TrainOutcome:
-    """Train the configured model, keep the best checkpoint, then test it."""
-    prepared = prepare(config)
+    """Train the configured model, keep the best checkpoint, then test it.
+
+    With num_devices × num_nodes > 1 (or under torchrun/srun) this trains data-parallel; only
+    rank 0 writes files and shows progress, and every rank returns its own outcome.
+    """
+    from machop.train import distributed
+
+    if not distributed.requested(config):
+        return _train(prepare(config), None, progress=progress)
+    early: list[Prepared] = []
+
+    def check() -> None:  # before other processes start: bad input fails once, in one process
+        early.append(_prepare_rank_zero(config))
+
+    def body(ranks: distributed.Ranks) -> TrainOutcome:
+        prepared = _prepare_ranked(config, ranks, early)
+        return _train(prepared, ranks, progress=progress and ranks.is_zero)
+
+    return distributed.run("train", config, body, check)
+
+
+def _prepare_rank_zero(config: RunConfig) -> Prepared:
+    prepared = prepare(config, multi_process=True)
+    Project.from_config(prepared.config).check_writable()
+    return prepared
+
+
+def _prepare_ranked(config: RunConfig, ranks: Any, early: list[Prepared]) -> Prepared:
+    """Rank 0 first (it may write a dataset cache), then the others; rank 0 may be done already."""
+    with ranks.fabric.rank_zero_first():
+        if early:
+            return early[0]
+        if ranks.is_zero:
+            return _prepare_rank_zero(config)
+        return prepare(config, multi_process=True)
+
+
+def _train(prepared: Prepared, ranks: Any, *, progress: bool) -> TrainOutcome:
+    from machop.train.distributed import note_batchnorm
+
     config = prepared.config
     project = Project.from_config(config)
-    project.check_writable()
+    writer = ranks is None or ranks.is_zero
+    if ranks is None:
+        project.check_writable()
     settings = TrainSettings.from_config(config)
-    result = fit(prepared.model, prepared.dataset, settings, progress=progress,
-                 on_epoch_end=_checkpoint_writer(prepared, project))
-    test_metrics = _evaluate_test(prepared, settings)
-    write_text_atomic(project.config, dumps_toml(config.model_dump()))
-    write_json_atomic(project.metrics, {"best_epoch": result.best_epoch, "best": result.best_metrics,
-                                        "history": result.history, "test": test_metrics,
-                                        "dataset_sizes": prepared.dataset.sizes()})
+    note_batchnorm(prepared.model, ranks, settings.batch_size)
+    result = fit(prepared.model, prepared.dataset, settings, progress=progress, ranks=ranks,
+                 on_epoch_end=_checkpoint_writer(prepared, project) if writer else None)
+    test_metrics: dict[str, float] = {}
+    if writer:
+        test_metrics = _evaluate_test(prepared, settings, ranks)
+        write_text_atomic(project.config, dumps_toml(config.model_dump()))
+        write_json_atomic(project.metrics, {
+            "best_epoch": result.best_epoch, "best": result.best_metrics,
+            "history": result.history, "test": test_metrics,
+            "dataset_sizes": prepared.dataset.sizes(),
+            "world_size": ranks.world_size if ranks is not None else 1})
     return TrainOutcome(fit=result, test_metrics=test_metrics, project=project,
-                        model=prepared.model)
+                        model=prepared.model, rank=ranks.rank if ranks is not None else 0)
 
 
-def _evaluate_test(prepared: Prepared, settings: TrainSettings) -> dict[str, float]:
-    device = resolve_device(settings.accelerator)
+def _evaluate_test(prepared: Prepared, settings: TrainSettings, ranks: Any = None) -> dict[str, float]:
+    device = ranks.device if ranks is not None else resolve_device(settings.accelerator)
     precision = resolve_precision(settings.precision, device)
     prepared.model.to(device)
     return evaluate(prepared.model, prepared.dataset.test, prepared.dataset.info.num_classes,
@@ -139,15 +200,39 @@ def _evaluate_test(prepared: Prepared, settings: TrainSettings) -> dict[str, flo
 
 
 def test(config: RunConfig) -> tuple[dict[str, float], Path]:
-    """Evaluate a loaded checkpoint on the test split and write test_metrics.json."""
+    """Evaluate a loaded checkpoint on the test split and write test_metrics.json.
+
+    Under several processes rank 0 evaluates the whole split (the numbers equal a
+    single-process run) and writes the file; other ranks return empty metrics.
+    """
+    from machop.train import distributed
+
     if not config.load_name:
         raise ConfigError("test needs a checkpoint: pass --load PATH or set load_name")
-    prepared = prepare(config)
+    if not distributed.requested(config):
+        return _test(prepare(config), None)
+    early: list[Prepared] = []
+
+    def check() -> None:
+        early.append(_prepare_rank_zero(config))
+
+    def body(ranks: distributed.Ranks) -> tuple[dict[str, float], Path]:
+        prepared = _prepare_ranked(config, ranks, early)
+        return _test(prepared, ranks)
+
+    return distributed.run("test", config, body, check)
+
+
+def _test(prepared: Prepared, ranks: Any) -> tuple[dict[str, float], Path]:
     project = Project.from_config(prepared.config)
-    project.check_writable()
-    metrics = _evaluate_test(prepared, TrainSettings.from_config(prepared.config))
-    path = write_json_atomic(project.test_metrics, {"checkpoint": str(prepared.config.load_name), "test": metrics,
-                             "num_samples": len(prepared.dataset.test)})
+    if ranks is not None and not ranks.is_zero:
+        return {}, project.test_metrics
+    if ranks is None:
+        project.check_writable()
+    metrics = _evaluate_test(prepared, TrainSettings.from_config(prepared.config), ranks)
+    path = write_json_atomic(project.test_metrics, {"checkpoint": str(prepared.config.load_name),
+                                                    "test": metrics,
+                                                    "num_samples": len(prepared.dataset.test)})
     return metrics, path
 
 

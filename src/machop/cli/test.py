@@ -11,8 +11,13 @@ from machop.cli.setup_run import resolve_and_show
 def test_command(args: ConfigArgs) -> None:
     """Evaluate a checkpoint (--load) on the test split: loss, accuracy, macro P/R/F1."""
     from machop import api
+    from machop.train.distributed import env_is_rank_zero
 
+    if not env_is_rank_zero():  # a rank started by torchrun/srun: rank 0 prints for everyone
+        out.quiet = True
     resolved = resolve_and_show(args)
     metrics, path = api.test(resolved.config)
+    if not metrics:  # another rank than 0
+        return
     print_metrics("Test", {"test": metrics})
     out.print(f"Metrics: {path}")

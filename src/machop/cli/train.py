@@ -9,11 +9,19 @@ from machop.cli.setup_run import resolve_and_show
 
 @config_command
 def train_command(args: ConfigArgs) -> None:
-    """Train MODEL on DATASET (or the config's model/dataset); writes checkpoints and metrics."""
-    from machop import api
+    """Train MODEL on DATASET (or the config's model/dataset); writes checkpoints and metrics.
 
+    With --devices N (and --num-nodes M) it trains data-parallel on N×M processes.
+    """
+    from machop import api
+    from machop.train.distributed import env_is_rank_zero
+
+    if not env_is_rank_zero():  # a rank started by torchrun/srun: rank 0 prints for everyone
+        out.quiet = True
     resolved = resolve_and_show(args)
     outcome = api.train(resolved.config, progress=True)
+    if outcome.rank != 0:
+        return
     best = outcome.fit.best_metrics
     out.print(f"Best epoch {outcome.fit.best_epoch} of {len(outcome.fit.history)} "
               f"({outcome.fit.steps} optimizer steps)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from machop.data.batches import iterate_batches, num_batches
 from machop.data.dataset import Dataset, Split
 from machop.errors import TrainingError
 from machop.train.device import Precision, resolve_device, resolve_precision
+from machop.train.distributed import Ranks, shard_bounds
 from machop.train.evaluate import evaluate
 from machop.train.optim import build_optimizer, build_scheduler
 from machop.train.progress import EpochProgress
@@ -109,43 +110,73 @@ class _RunningStats:
         self.sizes.append(len(targets))
         self.hits.append(logits.detach().argmax(dim=1) == targets)
 
-    def summary(self) -> tuple[float, float]:
-        """Mean loss and accuracy over every sample seen so far."""
-        if self.losses:
-            weights = torch.tensor(self.sizes, dtype=torch.float32, device=self.losses[0].device)
-            self.loss_total += (torch.stack(self.losses).float() * weights).sum().item()
-            self.hit_total += int(torch.cat(self.hits).sum().item())
-            self.seen += sum(self.sizes)
+    def summary(self, ranks: Ranks | None = None) -> tuple[float, float]:
+        """Mean loss and accuracy over every sample seen so far (by every rank)."""
+        if self.losses or ranks is not None:
+            sums = torch.zeros(3, dtype=torch.float64, device=ranks.device if ranks else "cpu")
+            if self.losses:
+                weights = torch.tensor(self.sizes, dtype=torch.float32, device=self.losses[0].device)
+                sums[0] = (torch.stack(self.losses).float() * weights).sum().to(sums)
+                sums[1] = torch.cat(self.hits).sum().to(sums)
+                sums[2] = sum(self.sizes)
+            if ranks is not None:  # every rank calls this at the same step, so all agree
+                sums = ranks.all_sum(sums)
+            loss_sum, hits, seen = sums.tolist()
+            self.loss_total += loss_sum
+            self.hit_total += int(hits)
+            self.seen += int(seen)
             self.losses, self.sizes, self.hits = [], [], []
         if self.seen == 0:
             return float("nan"), float("nan")
         return self.loss_total / self.seen, self.hit_total / self.seen
 
 
+def _my_batches(split: Split, settings: TrainSettings, generator: torch.Generator,
+                ranks: Ranks | None) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+    """This rank's share of each batch, and the factor that turns its mean loss into its share
+    of the whole batch's mean loss (DDP then averages gradients over ranks).
+
+    Every rank draws the same seeded permutation and slices the same global batch of
+    batch_size × world samples, so N processes step exactly like one process with an N times
+    larger batch.
+    """
+    if ranks is None:
+        for xb, yb in iterate_batches(split, settings.batch_size, shuffle=True, generator=generator):
+            yield xb, yb, 1.0
+        return
+    world = ranks.world_size
+    for xb, yb in iterate_batches(split, settings.batch_size * world, shuffle=True,
+                                  generator=generator):
+        if len(yb) < world:  # a rank would get no sample; every rank skips this last batch
+            continue
+        lo, hi = shard_bounds(len(yb), world, ranks.rank)
+        yield xb[lo:hi], yb[lo:hi], (hi - lo) * world / len(yb)
+
+
 def _train_epoch(model: nn.Module, split: Split, settings: TrainSettings, stepper: _Stepper,
                  precision: Precision, device: torch.device, generator: torch.Generator,
-                 progress: EpochProgress, epoch: int) -> dict[str, float]:
+                 progress: EpochProgress, epoch: int, ranks: Ranks | None = None) -> dict[str, float]:
     model.train()
     stats = _RunningStats()
     since_log = 0
-    for xb, yb in iterate_batches(split, settings.batch_size, shuffle=True, generator=generator):
+    for xb, yb, share in _my_batches(split, settings, generator, ranks):
         if precision.param_dtype != torch.float32 and xb.is_floating_point():
             xb = xb.to(precision.param_dtype)
         with precision.autocast(device):
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
-        stepper.backward(loss)
+        stepper.backward(loss * share if share != 1.0 else loss)
         stats.add(loss, logits, yb)
         since_log += 1
         if since_log == settings.log_every_n_steps:
-            running_loss, running_accuracy = stats.summary()
+            running_loss, running_accuracy = stats.summary(ranks)
             _check_finite(running_loss, epoch)
             progress.advance(since_log, loss=running_loss, acc=running_accuracy)
             since_log = 0
         if 0 <= settings.max_steps <= stepper.steps:
             break
     stepper.step()
-    train_loss, train_accuracy = stats.summary()
+    train_loss, train_accuracy = stats.summary(ranks)
     _check_finite(train_loss, epoch)
     progress.advance(since_log, loss=train_loss, acc=train_accuracy)
     return {"train_loss": train_loss, "train_accuracy": train_accuracy}
@@ -153,11 +184,17 @@ def _train_epoch(model: nn.Module, split: Split, settings: TrainSettings, steppe
 
 def fit(model: nn.Module, dataset: Dataset, settings: TrainSettings, *,
         on_epoch_end: EpochCallback | None = None, progress: bool = False,
-        restore_best: bool = True) -> FitResult:
-    """Train `model` on the dataset's train split, validating after every epoch."""
-    device = resolve_device(settings.accelerator)
+        restore_best: bool = True, ranks: Ranks | None = None) -> FitResult:
+    """Train `model` on the dataset's train split, validating after every epoch.
+
+    With `ranks` (a process group), every rank trains its share of each batch through DDP;
+    rank 0 alone validates the plain model and broadcasts the metrics, so the history is the
+    same on every rank and `on_epoch_end` sees the unwrapped model.
+    """
+    device = ranks.device if ranks is not None else resolve_device(settings.accelerator)
     precision = resolve_precision(settings.precision, device)
     model.to(device=device, dtype=precision.param_dtype)
+    train_model = ranks.wrap(model) if ranks is not None else model
     train_split = dataset.train.to(device)
     val_split = dataset.validation.to(device)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -166,15 +203,20 @@ def fit(model: nn.Module, dataset: Dataset, settings: TrainSettings, *,
                                 settings.eta_min)
     result = FitResult()
     best_state: dict[str, Any] | None = None
-    steps_per_epoch = num_batches(train_split, settings.batch_size)
+    world = ranks.world_size if ranks is not None else 1
+    steps_per_epoch = num_batches(train_split, settings.batch_size * world)
     with EpochProgress(progress, settings.max_epochs) as bar:
         for epoch in range(settings.max_epochs):
             bar.start_epoch(epoch, steps_per_epoch)
-            metrics = _train_epoch(model, train_split, settings, stepper, precision, device,
-                                   generator, bar, epoch)
-            val = evaluate(model, val_split, dataset.info.num_classes,
-                           batch_size=max(settings.batch_size, 1024), device=device,
-                           precision=precision)
+            metrics = _train_epoch(train_model, train_split, settings, stepper, precision, device,
+                                   generator, bar, epoch, ranks)
+            val: dict[str, float] | None = None
+            if ranks is None or ranks.is_zero:
+                val = evaluate(model, val_split, dataset.info.num_classes,
+                               batch_size=max(settings.batch_size, 1024), device=device,
+                               precision=precision)
+            if ranks is not None:
+                val = ranks.broadcast(val)
             metrics.update({f"val_{k}": v for k, v in val.items()})
             metrics.update(epoch=epoch + 1, lr=stepper.optimizer.param_groups[0]["lr"])
             if scheduler is not None:
