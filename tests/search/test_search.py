@@ -156,6 +156,9 @@ def test_resume_after_sigkill(tmp_path, checkpoint):
     assert len(complete) == 12
     interrupted = [t for t in study.trials if t.state == TrialState.FAIL]
     assert all("interrupted" in t.user_attrs[records.TRIAL_FAIL] for t in interrupted)
+    requeued_as = {t.user_attrs[records.TRIAL_REQUEUE_OF] for t in study.trials
+                   if records.TRIAL_REQUEUE_OF in t.user_attrs}
+    assert requeued_as == {t.number for t in interrupted}
     evaluated = [t.params for t in complete if records.TRIAL_CACHED_FROM not in t.user_attrs]
     for trial in interrupted:
         if trial.params:

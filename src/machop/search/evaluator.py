@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from machop.graph.graph import Graph
 from machop.search import records
+from machop.search.claims import claim_grid_point
 from machop.search.objective import (
     config_key,
     constraint_violations,
@@ -36,6 +37,7 @@ class TrialEvaluator:
     runners: list[Any]
     settings: StrategySettings
     run: RunContext
+    claim_patience: float | None = None  # set for exhaustive samplers: workers claim grid points
 
     def sample(self, trial: optuna.Trial) -> dict[str, Any]:
         """One categorical suggestion per space parameter."""
@@ -44,6 +46,8 @@ class TrialEvaluator:
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
         sample = self.sample(trial)
+        if self.claim_patience is not None:
+            claim_grid_point(trial, sample, patience=self.claim_patience)
         key = config_key(sample)
         trial.set_user_attr(records.TRIAL_CONFIG, sample)
         trial.set_user_attr(records.TRIAL_CONFIG_KEY, key)

@@ -1,15 +1,17 @@
-"""The trial loop of one worker: Optuna's optimize with machop's budget and failure records."""
+"""The trial loop of one worker: Optuna's optimize inside machop's budget, claims and failure records."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import optuna
-from optuna.trial import TrialState
 
 from machop.search import records
+from machop.search.claims import Unclaimed, claim_budget_slot, claimed_trials, counted_trials
 from machop.search.evaluator import TrialEvaluator
-from machop.search.study import counted_trials
+from machop.search.study import requeue, requeue_dead
+from machop.search.workers import worker_id
 
 TrialDone = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
@@ -19,36 +21,54 @@ def _fail_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _recording_failures(evaluate: TrialEvaluator) -> Callable[[optuna.Trial], list[float]]:
+def _objective(evaluate: TrialEvaluator, budget: int, worker: str) -> Callable[[optuna.Trial], list[float]]:
     def objective(trial: optuna.Trial) -> list[float]:
         try:
+            trial.set_user_attr(records.TRIAL_WORKER, worker)
+            claim_budget_slot(trial, budget)
             return evaluate(trial)
         except optuna.TrialPruned:
             raise
+        except Unclaimed as exc:
+            trial.set_user_attr(records.TRIAL_FAIL, str(exc))
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr(records.TRIAL_FAIL, "interrupted by the user; queued again")
+            trial.set_user_attr(records.TRIAL_UNCOUNTED, "interrupted")
+            requeue(trial.study, trial.number, trial.params)
+            raise
         except BaseException as exc:  # recorded, then Optuna marks the trial FAIL
-            trial.set_user_attr(records.TRIAL_FAIL, "interrupted by the user"
-                                if isinstance(exc, KeyboardInterrupt) else _fail_reason(exc))
+            trial.set_user_attr(records.TRIAL_FAIL, _fail_reason(exc))
             raise
     return objective
 
 
-def _running(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-
-
 def run_trials(study: optuna.Study, evaluate: TrialEvaluator, budget: int, *,
-               timeout: float | None = None, on_trial: TrialDone | None = None) -> int:
-    """Evaluate trials until `budget` trials count in the study or `timeout` seconds pass."""
+               timeout: float | None = None, on_trial: TrialDone | None = None,
+               grace_period: float = 40, poll: float = 0.5) -> int:
+    """Evaluate trials until `budget` trials count in the study or `timeout` seconds pass.
+
+    When the remaining budget is taken by trials running elsewhere, waits for them: if their
+    worker dies, their configuration is queued again and this worker picks it up.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
     before = counted_trials(study)
-    if before >= budget:
-        return 0
+    objective = _objective(evaluate, budget, worker_id())
 
     def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial is not None:
             on_trial(study, trial)
-        if counted_trials(study) + _running(study) >= budget:
+        if claimed_trials(study) >= budget:
             study.stop()
 
-    study.optimize(_recording_failures(evaluate), timeout=timeout, catch=(Exception,),
-                   callbacks=[stop_at_budget], gc_after_trial=False, show_progress_bar=False)
+    while True:
+        requeue_dead(study, grace_period)
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if counted_trials(study) >= budget or (remaining is not None and remaining <= 0):
+            break
+        if claimed_trials(study) >= budget:
+            time.sleep(poll if remaining is None else min(poll, remaining))
+            continue
+        study.optimize(objective, timeout=remaining, catch=(Exception,), callbacks=[stop_at_budget],
+                       gc_after_trial=False, show_progress_bar=False)
     return counted_trials(study) - before

@@ -6,6 +6,7 @@ Study user attributes:
   STUDY_SUM_SCALED True when the objective is one weighted sum of scaled metrics
   STUDY_SPACE      {"name": space name, "choices": {param: [choices]}}
   STUDY_MODEL      {"model", "dataset", "load_name"}
+  STUDY_RUN_CONFIG the whole resolved run configuration the study was created with
 
 Trial user attributes:
   TRIAL_METRICS    raw metric values {name: float | None}
@@ -17,6 +18,11 @@ Trial user attributes:
   TRIAL_FAIL       the reason a FAIL trial failed (exception text, "NaN in <metric>", ...)
   TRIAL_CONSTRAINTS per constraint, <= 0 when satisfied (Optuna's constraints convention)
   TRIAL_CACHED_FROM number of the earlier trial whose identical configuration was reused
+  TRIAL_WORKER     "host:pid:start" of the process that ran the trial (liveness checks, reports)
+  TRIAL_UNCOUNTED  why a trial does not count towards the budget: "requeued" (its worker died and
+                   its configuration was queued again), "duplicate" (another worker holds the same
+                   grid point) or "over budget" (other workers had claimed every remaining trial)
+  TRIAL_REQUEUE_OF number of the dead trial a queued trial repeats
 """
 
 STUDY_CONFIG = "machop_search_config"
@@ -24,6 +30,7 @@ STUDY_OBJECTIVES = "machop_objectives"
 STUDY_SUM_SCALED = "machop_sum_scaled"
 STUDY_SPACE = "machop_space"
 STUDY_MODEL = "machop_model"
+STUDY_RUN_CONFIG = "machop_run_config"
 
 TRIAL_METRICS = "machop_metrics"
 TRIAL_SCALED = "machop_scaled"
@@ -34,3 +41,6 @@ TRIAL_SECONDS = "machop_seconds"
 TRIAL_FAIL = "machop_fail_reason"
 TRIAL_CONSTRAINTS = "constraint"
 TRIAL_CACHED_FROM = "machop_cached_from"
+TRIAL_WORKER = "machop_worker"
+TRIAL_UNCOUNTED = "machop_uncounted"
+TRIAL_REQUEUE_OF = "machop_requeue_of"

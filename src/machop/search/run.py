@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 
 from machop.config.schema import RunConfig
-from machop.errors import ConfigError
+from machop.errors import ConfigError, SearchError
 from machop.search import records
 from machop.search.evaluator import TrialEvaluator
 from machop.search.loop import run_trials
@@ -19,7 +19,15 @@ from machop.search.progress import SearchProgress
 from machop.search.runners import RunContext, build_runners, check_metrics_produced
 from machop.search.samplers import build_sampler
 from machop.search.settings import StrategySettings, parse_strategy
-from machop.search.study import create_or_resume, open_storage, requeue_interrupted
+from machop.search.study import (
+    STUDY_BUDGET,
+    create_or_resume,
+    is_journal,
+    open_storage,
+    redact,
+    requeue_dead,
+    study_budget,
+)
 
 EXHAUSTIVE = ("grid", "bruteforce")
 
@@ -43,6 +51,7 @@ class _Setup:
     evaluator: TrialEvaluator
     attrs: dict[str, Any]
     budget: int
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 SEARCH_KEYS = ("search_space", "strategy", "train_base")
@@ -89,7 +98,8 @@ def _set_up(config: RunConfig, overrides: dict[str, Any]) -> _Setup:
     train = TrainSettings.from_config(prepared.config).__dict__
     run = RunContext(dataset=prepared.dataset, accelerator=prepared.config.accelerator,
                      train_defaults={k: v for k, v in train.items() if k not in ("accelerator",)})
-    evaluator = TrialEvaluator(space=space, base=base, runners=runners, settings=settings, run=run)
+    evaluator = TrialEvaluator(space=space, base=base, runners=runners, settings=settings, run=run,
+                               claim_patience=settings.grace_period if settings.sampler in EXHAUSTIVE else None)
     build_sampler(settings.sampler, 0, space.choices())  # refuses e.g. cmaes before anything is written
     budget = min(settings.n_trials, space.size()) if settings.sampler in EXHAUSTIVE else settings.n_trials
     attrs = {records.STUDY_CONFIG: config.search,
@@ -97,18 +107,32 @@ def _set_up(config: RunConfig, overrides: dict[str, Any]) -> _Setup:
              records.STUDY_SUM_SCALED: settings.sum_scaled_metrics,
              records.STUDY_SPACE: {"name": space.name, "choices": space.choices()},
              records.STUDY_MODEL: {"model": prepared.config.model, "dataset": prepared.config.dataset,
-                                   "load_name": prepared.config.load_name}}
-    return _Setup(prepared.config, settings, evaluator, attrs, budget)
+                                   "load_name": prepared.config.load_name},
+             records.STUDY_RUN_CONFIG: prepared.config.model_dump(mode="json")}
+    return _Setup(prepared.config, settings, evaluator, attrs, budget, overrides)
+
+
+def _check_journal_exists(storage_url: str | None, search_dir: Path, study_name: str) -> None:
+    path = search_dir / "study.journal" if storage_url is None else Path(storage_url.removeprefix("journal:"))
+    if not path.is_file():
+        raise SearchError(f"study {study_name!r} does not exist in the storage (no journal at "
+                          f"{str(path)!r}); start it without --worker first")
 
 
 def _open_study(setup: _Setup, storage_url: str | None, search_dir: Path, study_name: str,
                 worker_index: int, join_only: bool) -> tuple[optuna.Study, str, bool]:
+    """Open the study; the process that creates or resumes it sets the budget, workers follow it."""
     settings = setup.settings
     seed = (settings.seed if settings.seed is not None else setup.config.seed) + worker_index
     sampler = build_sampler(settings.sampler, seed, setup.evaluator.space.choices())
-    storage, location = open_storage(storage_url, search_dir)
+    storage, location = open_storage(storage_url, search_dir, heartbeat_interval=settings.heartbeat_interval,
+                                     grace_period=settings.grace_period)
     study, resumed = create_or_resume(storage, study_name, settings.directions, sampler,
                                       _pruner(settings.pruner), setup.attrs, join_only=join_only)
+    if join_only:
+        setup.budget = study_budget(study, setup.budget)
+    elif study.user_attrs.get(STUDY_BUDGET) != setup.budget:
+        study.set_user_attr(STUDY_BUDGET, setup.budget)
     return study, location, resumed
 
 
@@ -121,20 +145,26 @@ def search(config: RunConfig, *, storage: str | None = None, study_name: str | N
     setup = _set_up(config, overrides)
     project = Project.from_config(setup.config)
     search_dir = project.root / "search"
+    name = study_name or setup.config.project_name()
+    if worker and is_journal(storage):
+        _check_journal_exists(storage, search_dir, name)
     Project(search_dir).check_writable()
     if config.search.get("train_base") and not setup.config.load_name:
         setup = _with_trained_base(setup, project)
-    name = study_name or setup.config.project_name()
     study, location, resumed = _open_study(setup, storage, search_dir, name, 0, worker)
-    requeued = 0 if worker else requeue_interrupted(study)
+    requeued = requeue_dead(study, setup.settings.grace_period)
     with SearchProgress(progress, setup.budget, study) as bar:
         if setup.settings.n_jobs > 1:
-            _run_processes(setup, storage or location, name, bar)
+            _run_with_processes(setup, study, storage or location, name, bar)
         else:
-            run_trials(study, setup.evaluator, setup.budget, timeout=setup.settings.timeout,
-                       on_trial=bar.update)
+            _run_here(setup, study, bar)
     outputs = write_search_outputs(study, search_dir)
-    return SearchOutcome(study, location, search_dir, resumed, requeued, outputs)
+    return SearchOutcome(study, redact(location), search_dir, resumed, requeued, outputs)
+
+
+def _run_here(setup: _Setup, study: optuna.Study, bar: SearchProgress | None = None) -> None:
+    run_trials(study, setup.evaluator, setup.budget, timeout=setup.settings.timeout,
+               on_trial=None if bar is None else bar.update, grace_period=setup.settings.grace_period)
 
 
 def _with_trained_base(setup: _Setup, project: Any) -> _Setup:
@@ -150,26 +180,47 @@ def _with_trained_base(setup: _Setup, project: Any) -> _Setup:
     return setup
 
 
-def _run_processes(setup: _Setup, storage: str, study_name: str, bar: SearchProgress) -> None:
+def _run_with_processes(setup: _Setup, study: optuna.Study, storage: str, study_name: str,
+                        bar: SearchProgress) -> None:
+    """This process is worker 0; n_jobs - 1 spawned processes join it, one torch thread each."""
+    import torch
+
     context = multiprocessing.get_context("spawn")
     jobs = [context.Process(target=_worker_main, daemon=True,
-                            args=(setup.config.model_dump(), storage, study_name, index))
-            for index in range(setup.settings.n_jobs)]
+                            args=(setup.config.model_dump(), setup.overrides, storage, study_name, index))
+            for index in range(1, setup.settings.n_jobs)]
     for job in jobs:
         job.start()
-    while any(job.is_alive() for job in jobs):
-        bar.poll()
-        time.sleep(0.5)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _run_here(setup, study, bar)
+        while any(job.is_alive() for job in jobs):
+            bar.poll()
+            time.sleep(0.2)
+    finally:
+        torch.set_num_threads(threads)
     bar.poll()
+    _warn_failed_workers(jobs)
 
 
-def _worker_main(config: dict[str, Any], storage: str, study_name: str, index: int) -> None:
-    """Entry point of one worker process: one torch thread, its own sampler seed."""
+def _warn_failed_workers(jobs: list[Any]) -> None:
+    import logging
+
+    for index, job in enumerate(jobs, start=1):
+        if job.exitcode:
+            logging.getLogger("machop").warning("worker process %d exited with status %s; the other "
+                                                "workers took over its trials", index, job.exitcode)
+
+
+def _worker_main(config: dict[str, Any], overrides: dict[str, Any], storage: str, study_name: str,
+                 index: int) -> None:
+    """Entry point of one spawned worker process: one torch thread, its own sampler seed."""
     import torch
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    setup = _set_up(RunConfig.model_validate(config), {})
+    setup = _set_up(RunConfig.model_validate(config), overrides)
     storage_url = storage if "://" in storage else f"journal:{storage}"
     study, _, _ = _open_study(setup, storage_url, Path(storage).parent, study_name, index, True)
-    run_trials(study, setup.evaluator, setup.budget, timeout=setup.settings.timeout)
+    _run_here(setup, study)

@@ -3,7 +3,8 @@
 MASE's keys are kept: `setup.{sampler, n_trials, n_jobs, timeout, sum_scaled_metrics,
 direction}`, `sw_runner.<name>`, `hw_runner.<name>`, `metrics.<name>.{scale, direction}`, and
 `name = "bruteforce"` meaning an exhaustive search. machop adds `setup.pruner`,
-`setup.seed` and `[search.strategy.constraints]`.
+`setup.seed`, `setup.heartbeat_interval`/`setup.grace_period` (how fast workers sharing a database
+notice a dead one) and `[search.strategy.constraints]`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ SAMPLER_NAMES = ("random", "tpe", "gp", "cmaes", "nsgaii", "nsgaiii", "qmc", "gr
 DIRECTIONS = ("maximize", "minimize")
 PRUNERS = ("none", "median", "hyperband")
 SETUP_KEYS = ("sampler", "n_trials", "n_jobs", "timeout", "sum_scaled_metrics", "direction",
-              "pruner", "seed")
+              "pruner", "seed", "heartbeat_interval", "grace_period")
 STRATEGY_KEYS = ("name", "eval_mode", "setup", "sw_runner", "hw_runner", "metrics", "constraints")
 SPLITS = {"train_dataloader": "train", "val_dataloader": "validation", "test_dataloader": "test",
           "train": "train", "val": "validation", "validation": "validation", "test": "test"}
@@ -62,6 +63,8 @@ class StrategySettings:
     direction: str = "maximize"
     pruner: str = "none"
     seed: int | None = None
+    heartbeat_interval: int = 10
+    grace_period: int = 40
     objectives: list[Objective] = field(default_factory=list)
     sw_runners: dict[str, dict[str, Any]] = field(default_factory=dict)
     hw_runners: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -169,11 +172,13 @@ def parse_strategy(strategy: dict[str, Any]) -> StrategySettings:
         direction=_choice(setup.get("direction", "maximize"), DIRECTIONS, "setup.direction", "direction"),
         pruner=_choice(setup.get("pruner", "none"), PRUNERS, "setup.pruner", "pruner"),
         seed=_int(setup["seed"], "setup.seed", 0) if "seed" in setup else None,
+        heartbeat_interval=_int(setup.get("heartbeat_interval", 10), "setup.heartbeat_interval", 1),
         objectives=_objectives(strategy.get("metrics")),
         sw_runners=_runners(strategy.get("sw_runner"), "sw_runner"),
         hw_runners=_runners(strategy.get("hw_runner"), "hw_runner"),
         constraints=_constraints(strategy.get("constraints") or {}),
     )
+    settings.grace_period = _grace_period(setup.get("grace_period"), settings.heartbeat_interval)
     if not settings.sw_runners and not settings.hw_runners:
         raise _fail("sw_runner", "no runner configured; add [search.strategy.sw_runner.basic_evaluation]")
     return settings
@@ -185,3 +190,13 @@ def _timeout(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise _fail("setup.timeout", f"must be a positive number of seconds, got {value!r}")
     return float(value)
+
+
+def _grace_period(value: Any, heartbeat_interval: int) -> int:
+    if value is None:
+        return 4 * heartbeat_interval
+    grace = _int(value, "setup.grace_period", 1)
+    if grace <= heartbeat_interval:
+        raise _fail("setup.grace_period", f"must exceed setup.heartbeat_interval ({heartbeat_interval} s) "
+                                          f"or live workers look dead, got {grace}")
+    return grace

@@ -1,88 +1,179 @@
-"""Open the storage, create or resume the study, and re-queue trials a killed process left."""
+"""Open the storage, create, resume or join the study, and re-queue trials of dead workers."""
 
 from __future__ import annotations
 
+import warnings
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from machop.errors import SearchError
 from machop.search import records
+from machop.search.claims import counted_trials  # noqa: F401  (re-exported for reports and progress)
 from machop.search.journal import TrialDurableJournalBackend
+from machop.search.workers import is_dead
 
 DEFAULT_STORAGE_FILE = "study.journal"
-REQUEUED = "machop_requeued"
-COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+STUDY_BUDGET = "machop_budget"
+INTERRUPTED = "interrupted: the worker running it stopped; its configuration was queued again"
 
 
-def open_storage(url: str | None, search_dir: Path) -> tuple[optuna.storages.BaseStorage, str]:
+def is_journal(url: str | None) -> bool:
+    """True for the default journal storage (a file path, `*.journal` or `journal:PATH`)."""
+    return url is None or url.endswith(".journal") or url.startswith("journal:") or "://" not in url
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ***, for messages and reports."""
+    if "://" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL: hide whatever sits between ':' and '@'
+        scheme, _, rest = url.partition("://")
+        credentials, at, host = rest.rpartition("@")
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if at and ":" in credentials else url
+
+
+def _driver_message(exc: BaseException) -> str:
+    origin = getattr(exc, "orig", None) or exc
+    text = " ".join(str(origin).split())
+    return text.split(" (Background on this error")[0][:240]
+
+
+def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna.storages.RDBStorage:
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                          heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                                          failed_trial_callback=_requeue_stale)
+
+
+def open_storage(url: str | None, search_dir: Path, *, heartbeat_interval: int = 10,
+                 grace_period: int = 40) -> tuple[optuna.storages.BaseStorage, str]:
     """The storage behind a URL, or the default journal file in the search folder."""
-    if url is None or url.endswith(".journal") or url.startswith("journal:"):
+    if is_journal(url):
         path = str(search_dir / DEFAULT_STORAGE_FILE) if url is None else url.removeprefix("journal:")
         return optuna.storages.JournalStorage(TrialDurableJournalBackend(path)), path
     try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120), url
+        return _rdb_storage(url, heartbeat_interval, grace_period), url
     except ImportError as exc:
-        raise SearchError(f"storage {url!r} needs a database driver: {exc}") from exc
+        raise SearchError(f"storage {redact(url)!r} needs a database driver: {exc} "
+                          "(PostgreSQL: pip install 'machop[postgres]')") from exc
     except Exception as exc:  # SQLAlchemy raises many kinds for bad or unreachable URLs
-        detail = " ".join(str(exc).split())[:160]
-        raise SearchError(f"cannot open storage {url!r}: {type(exc).__name__}: {detail}") from exc
+        raise SearchError(f"cannot open storage {redact(url)!r}: {_driver_message(exc)}") from exc
 
 
 def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
     if isinstance(stored, dict) and isinstance(wanted, dict):
-        keys = sorted(set(stored) | set(wanted))
+        keys = sorted(set(stored) | set(wanted), key=str)
         return [d for k in keys for d in _differences(stored.get(k), wanted.get(k), f"{prefix}{k}.")]
+    if isinstance(stored, list) and isinstance(wanted, list) and len(stored) == len(wanted) \
+            and any(isinstance(item, (dict, list)) for item in stored):
+        return [d for i, (a, b) in enumerate(zip(stored, wanted)) for d in _differences(a, b, f"{prefix}{i}.")]
     return [] if stored == wanted else [prefix.rstrip(".")]
+
+
+def _search_identity(attrs: dict[str, Any]) -> dict[str, Any]:
+    """What must be equal for two processes to work on one study."""
+    config = attrs.get(records.STUDY_CONFIG) or {}
+    return {"search_space": config.get("search_space"),
+            "objectives": attrs.get(records.STUDY_OBJECTIVES),
+            "space": attrs.get(records.STUDY_SPACE),
+            "model": {key: (attrs.get(records.STUDY_MODEL) or {}).get(key) for key in ("model", "dataset")}}
+
+
+def check_same_search(study: optuna.Study, attrs: dict[str, Any]) -> None:
+    """Refuse to resume or join a study created with another search space or objectives."""
+    differing = _differences(_search_identity(study.user_attrs), _search_identity(attrs))
+    if differing:
+        shown = ", ".join(differing[:6]) + (f" and {len(differing) - 6} more" if len(differing) > 6 else "")
+        raise SearchError(f"study {study.study_name!r} was created with a different search "
+                          f"(differs in: {shown}); use the study's config, another --study-name or project")
+
+
+def _load(storage: optuna.storages.BaseStorage, name: str, sampler: optuna.samplers.BaseSampler,
+          pruner: optuna.pruners.BasePruner) -> optuna.Study | None:
+    try:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    except KeyError:
+        return None
 
 
 def create_or_resume(storage: optuna.storages.BaseStorage, name: str, directions: list[str],
                      sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner,
                      attrs: dict[str, Any], *, join_only: bool = False) -> tuple[optuna.Study, bool]:
     """Load the study if it exists (checking it searches the same space), else create it."""
-    try:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-    except KeyError:
+    study = _load(storage, name, sampler, pruner)
+    if study is None:
         if join_only:
             raise SearchError(f"study {name!r} does not exist in the storage; start it without "
-                              "--worker first") from None
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-                                    directions=directions)
-        for key, value in attrs.items():
-            study.set_user_attr(key, value)
-        return study, False
+                              "--worker first")
+        try:
+            study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                                        directions=directions)
+        except optuna.exceptions.DuplicatedStudyError:  # another process created it meanwhile
+            study = _load(storage, name, sampler, pruner)
+        else:
+            for key, value in attrs.items():
+                study.set_user_attr(key, value)
+            return study, False
     check_same_search(study, attrs)
     return study, True
 
 
-def check_same_search(study: optuna.Study, attrs: dict[str, Any]) -> None:
-    """Refuse to resume or join a study created with another space or objectives."""
-    stored = {key: study.user_attrs.get(key) for key in (records.STUDY_SPACE, records.STUDY_OBJECTIVES)}
-    wanted = {key: attrs.get(key) for key in stored}
-    differing = _differences(stored, wanted)
-    if differing:
-        shown = ", ".join(d.removeprefix("machop_") for d in differing[:6])
-        raise SearchError(f"study {study.study_name!r} was created with a different search "
-                          f"(differs in: {shown}); use another --study-name or project")
+def study_budget(study: optuna.Study, fallback: int) -> int:
+    """The trial budget shared by every worker of the study."""
+    return int(study.user_attrs.get(STUDY_BUDGET, fallback))
 
 
-def requeue_interrupted(study: optuna.Study) -> int:
-    """Mark trials left RUNNING by a killed process as failed and queue their configs again."""
+def requeue(study: optuna.Study, number: int, params: dict[str, Any]) -> None:
+    """Queue the configuration of a dead or interrupted trial again; the copy takes its place."""
+    study.enqueue_trial(dict(params), user_attrs={records.TRIAL_REQUEUE_OF: number}, skip_if_exists=False)
+
+
+def _requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Optuna's heartbeat callback: a worker stopped beating, its trial was failed."""
+    requeue(study, trial.number, trial.params)
+
+
+def _abandoned(trial: FrozenTrial, heartbeat: bool, grace_period: float) -> bool:
+    worker = trial.user_attrs.get(records.TRIAL_WORKER)
+    if worker is not None:
+        return is_dead(worker)
+    if heartbeat or trial.datetime_start is None:
+        return False  # the heartbeat decides
+    # created but never stamped by a worker: give a live one time to stamp it
+    return (datetime.now() - trial.datetime_start).total_seconds() > grace_period
+
+
+def requeue_dead(study: optuna.Study, grace_period: float = 40) -> int:
+    """Fail and re-queue RUNNING trials whose worker process is gone (and stale heartbeats)."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
     storage = study._storage
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in stale:
-        storage.set_trial_user_attr(trial._trial_id, records.TRIAL_FAIL,
-                                    "interrupted: the process running it stopped; re-queued")
-        storage.set_trial_user_attr(trial._trial_id, REQUEUED, True)
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        if trial.params:
-            study.enqueue_trial(trial.params, skip_if_exists=False)
-    return len(stale)
-
-
-def counted_trials(study: optuna.Study) -> int:
-    """Trials that count towards the budget: finished ones, except those re-queued."""
-    return sum(1 for t in study.get_trials(deepcopy=False, states=COUNTED_STATES)
-               if not t.user_attrs.get(REQUEUED))
+    before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    if is_heartbeat_enabled(storage):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+    heartbeat = is_heartbeat_enabled(storage)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _abandoned(trial, heartbeat, grace_period):
+            continue
+        try:
+            storage.set_trial_user_attr(trial._trial_id, records.TRIAL_FAIL, INTERRUPTED)
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker got there first
+        requeue(study, trial.number, trial.params)
+    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
