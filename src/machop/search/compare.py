@@ -269,6 +269,12 @@ def trials_to_reach(curve: list[float | None], target: float, direction: str) ->
     return None
 
 
+def _median_final(runs: list[Run]) -> float | None:
+    """Median over runs of the best value each run ended with (None when no run found one)."""
+    finals = [run.best_so_far[-1] for run in runs if run.best_so_far and run.best_so_far[-1] is not None]
+    return statistics.median(finals) if finals else None
+
+
 def median_trials(counts: list[int | None]) -> float:
     """Median with runs that never reached the target counted as infinitely many trials."""
     return statistics.median([math.inf if count is None else count for count in counts])
@@ -303,6 +309,7 @@ class Comparison:
             counts = [run.trials_to_best for run in runs]
             rows.append({"sampler": name, "median_trials_to_best": median_trials(counts),
                          "reached_best": sum(count is not None for count in counts), "repeats": len(runs),
+                         "median_final_best": _median_final(runs),
                          "median_seconds_per_trial": statistics.median(r.mean_seconds() for r in runs),
                          "median_sampler_seconds_per_trial": statistics.median(
                              r.mean_sampler_seconds() for r in runs)})
@@ -504,12 +511,14 @@ def summary_table(comparison: Comparison) -> Any:
              f"{comparison.repeats} seeds x {comparison.budget} trials; best {comparison.best_value:.5g}")
     table = Table(title=title, title_justify="left",
                   caption=None if best is None else f"best configuration: {best.config}", caption_justify="left")
-    for column in ("sampler", "median trials to best", "reached best", "median s/trial",
-                   "sampler ms/trial"):
+    for column in ("sampler", "median trials to best", "reached best", "median best at end",
+                   "median s/trial", "sampler ms/trial"):
         table.add_column(column, justify="left" if column == "sampler" else "right")
     for row in comparison.summary():
         median = row["median_trials_to_best"]
         table.add_row(row["sampler"], f"> {comparison.budget}" if math.isinf(median) else f"{median:g}",
-                      f"{row['reached_best']}/{row['repeats']}", f"{row['median_seconds_per_trial']:.4f}",
+                      f"{row['reached_best']}/{row['repeats']}",
+                      "-" if row["median_final_best"] is None else f"{row['median_final_best']:.5g}",
+                      f"{row['median_seconds_per_trial']:.4f}",
                       f"{1e3 * row['median_sampler_seconds_per_trial']:.2f}")
     return table

@@ -18,6 +18,11 @@ def print_best(study: optuna.Study, console: Console | None = None) -> None:
         from machop.cli.console import out as console
     # Narrow terminals get objectives and configurations; trials.csv and report.html have the rest.
     console.print(best_table(study, compact=console.width < 140))
+    from machop.search.report.sweep import sweep_table
+
+    table = sweep_table(study)
+    if table is not None:
+        console.print(table)
 
 
 __all__ = ["best_table", "best_trials", "print_best", "trial_rows", "write_search_outputs"]

@@ -17,10 +17,11 @@ from machop.io_atomic import write_json_atomic, write_text_atomic
 from machop.search.report import plots
 from machop.search.report import study_info as info
 from machop.search.report.html import write_html
+from machop.search.report.sweep import write_sweep_csv
 from machop.search.report.tables import best_trials, row_columns, trial_rows
 
 PLOT_FILES = {"history": "history.png", "pareto": "pareto.png", "heatmaps": "heatmaps.png",
-              "importance": "importance.png"}
+              "sweep": "sweep.png", "importance": "importance.png"}
 
 
 def json_safe(value: Any) -> Any:
@@ -94,6 +95,7 @@ def write_plots(study: optuna.Study, plot_dir: Path) -> dict[str, Path | None]:
     importances = plots.all_importances(study)  # computed once: the slowest part of a report
     makers = {"history": plots.plot_history, "pareto": plots.plot_pareto,
               "heatmaps": partial(plots.plot_heatmaps, importances=importances),
+              "sweep": plots.plot_sweep,
               "importance": partial(plots.plot_importance, importances=importances)}
     written = {}
     for name, make in makers.items():
@@ -106,11 +108,15 @@ def write_plots(study: optuna.Study, plot_dir: Path) -> dict[str, Path | None]:
 
 
 def write_search_outputs(study: optuna.Study, out_dir: Path) -> dict[str, Path]:
-    """Write trials.csv, log.json, best.json, plots/*.png and report.html; return what was written."""
+    """Write trials.csv, log.json, best.json, sweep.csv (one varying parameter), plots/*.png and
+    report.html; return what was written."""
     out_dir = Path(out_dir)
     written = {"trials_csv": write_trials_csv(study, out_dir / "trials.csv"),
                "log_json": write_json_atomic(out_dir / "log.json", log_entries(study)),
                "best_json": write_json_atomic(out_dir / "best.json", best_entries(study))}
+    sweep = write_sweep_csv(study, out_dir / "sweep.csv")
+    if sweep is not None:
+        written["sweep_csv"] = sweep
     figures = write_plots(study, out_dir / "plots")
     written.update({name: path for name, path in figures.items() if path is not None})
     written["report_html"] = write_html(study, out_dir, figures)

@@ -17,7 +17,8 @@ from machop.search.report import study_info as info
 from machop.search.report.tables import best_cells, best_headers, best_title, best_trials, trial_rows
 
 PLOT_CAPTIONS = {"history": "Optimization history", "pareto": "Pareto front",
-                 "heatmaps": "Metric heatmaps", "importance": "Parameter importance"}
+                 "heatmaps": "Metric heatmaps", "sweep": "Metrics against the searched parameter",
+                 "importance": "Parameter importance"}
 REASON_PREVIEW = 80
 
 CSS = """

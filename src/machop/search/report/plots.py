@@ -48,8 +48,31 @@ def _figure(width: float, height: float) -> Any:
     return figure
 
 
+PALETTE_ABOVE_BYTES = 200_000
+
+
+def _png_bytes(figure: Any) -> bytes:
+    """The figure as PNG; a large one (many heatmap panels) with a 256-colour palette, ~3x smaller."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    if buffer.tell() <= PALETTE_ABOVE_BYTES:
+        return buffer.getvalue()
+    from PIL import Image
+
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE,
+                                                dither=Image.Dither.NONE)
+    smaller = io.BytesIO()
+    palette.save(smaller, format="PNG", optimize=True)
+    return smaller.getvalue()
+
+
 def _save(figure: Any, path: Path | str) -> Path:
-    return write_atomic(path, lambda stream: figure.savefig(stream, format="png", dpi=DPI))
+    data = _png_bytes(figure)
+    return write_atomic(path, lambda stream: stream.write(data))
 
 
 def _grid_shape(count: int, max_columns: int = 3) -> tuple[int, int]:
@@ -244,11 +267,22 @@ def _hashable(value: Any) -> Any:
     return value
 
 
+def _number_tuple(text: str) -> tuple[float, ...] | None:
+    """"8,4" -> (8.0, 4.0): the label of a tied choice sorts by its numbers, not as text."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        return None
+
+
 def _sort_key(value: Any) -> tuple[int, Any]:
     if value is None:
         return (0, 0)
     if isinstance(value, (bool, int, float)):
-        return (1, float(value))
+        return (1, (float(value),))
+    numbers = _number_tuple(value) if isinstance(value, str) else None
+    if numbers is not None:
+        return (1, numbers)
     return (2, str(value))
 
 
@@ -340,7 +374,7 @@ def _set_choice_ticks(ax: Any, params: list[str], axes: tuple[list[Any], list[An
 
 
 def _draw_heatmap(figure: Any, ax: Any, grid: np.ndarray, metric: str, params: list[str],
-                  axes: tuple[list[Any], list[Any]]) -> None:
+                  axes: tuple[list[Any], list[Any]], constant: bool = False) -> None:
     import matplotlib
     import matplotlib.ticker
 
@@ -350,7 +384,7 @@ def _draw_heatmap(figure: Any, ax: Any, grid: np.ndarray, metric: str, params: l
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto", origin="lower")
     _set_choice_ticks(ax, params, axes)
     better = "higher" if info.metric_direction(metric) == "maximize" else "lower"
-    ax.set_title(f"{metric} ({better} is better)")
+    ax.set_title(f"{metric} (constant)" if constant else f"{metric} ({better} is better)")
     colour_bar = figure.colorbar(image, ax=ax, shrink=0.9)
     colour_bar.set_label(info.metric_label(metric))
     if np.isfinite(grid).any() and np.nanmax(np.abs(grid)) >= 1e4:
@@ -377,6 +411,9 @@ def split_constant_metrics(trials: list[FrozenTrial]) -> tuple[list[str], dict[s
     return varying, constant
 
 
+MAX_PANELS = 24  # constant metrics get a (flat) panel of their own while the figure stays this small
+
+
 def _heatmap_title(study: optuna.Study, trials: list[FrozenTrial], params: list[str],
                    hidden: dict[str, float]) -> str:
     lines = [f"Metrics over {params[0]} × {params[1]} — {info.study_title(study)}"]
@@ -395,22 +432,99 @@ def plot_heatmaps(study: optuna.Study, path: Path | str, params: Sequence[str] |
     chosen = (_checked_params(study, trials, params) if params
               else heatmap_params(study, trials, importances))
     metrics, hidden = split_constant_metrics(trials)
-    if not metrics:  # nothing varies: show the constants rather than nothing
-        metrics, hidden = list(hidden), {}
+    constant = set(hidden)
+    if not metrics or len(metrics) + len(hidden) <= MAX_PANELS:
+        # A flat panel says "this metric does not depend on these parameters" (FLOPs under
+        # simulated quantization); only a crowded figure lists the constants in its title instead.
+        shown = set(metrics) | constant
+        metrics, hidden = [name for name in info.metric_names(trials) if name in shown], {}
     if chosen is None or not metrics:
         return None
     axes = (param_choices(study, trials, chosen[0]), param_choices(study, trials, chosen[1]))
     # Two panels a row keep the cell labels legible where the HTML report scales the image down,
     # unless there are so many that the figure would become a long strip.
-    rows, columns = _grid_shape(len(metrics), max_columns=2 if len(metrics) <= 6 else 3)
+    max_columns = 2 if len(metrics) <= 6 else 3 if len(metrics) <= 12 else 4
+    rows, columns = _grid_shape(len(metrics), max_columns=max_columns)
     width = max(4.4, 0.62 * len(axes[1]) + 2.6)
     height = max(3.4, 0.42 * len(axes[0]) + 1.8)
     with _style():
         figure = _figure(width * columns, height * rows + 0.6)
         panels = figure.subplots(rows, columns, squeeze=False).ravel()
         for ax, metric in zip(panels, metrics):
-            _draw_heatmap(figure, ax, metric_grid(trials, metric, chosen, axes), metric, chosen, axes)
+            _draw_heatmap(figure, ax, metric_grid(trials, metric, chosen, axes), metric, chosen, axes,
+                          constant=metric in constant)
         for ax in panels[len(metrics):]:
             ax.set_visible(False)
         figure.suptitle(_heatmap_title(study, trials, chosen, hidden))
+        return _save(figure, path)
+
+
+
+# ---- one-parameter sweep ------------------------------------------------------------------------
+
+
+def sweep_param(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
+    """The only parameter that varies among `trials`, else None."""
+    varying = varying_params(study, trials)
+    return varying[0] if len(varying) == 1 else None
+
+
+def sweep_values(trials: list[FrozenTrial], metric: str, param: str, choices: list[Any]) -> np.ndarray:
+    """Mean metric value per choice of `param` (NaN where no trial has a value)."""
+    sums, counts = np.zeros(len(choices)), np.zeros(len(choices))
+    index = {_hashable(choice): i for i, choice in enumerate(choices)}
+    for trial in trials:
+        position = index.get(_hashable(info.trial_config(trial).get(param)))
+        value = info.finite(info.trial_metrics(trial).get(metric))
+        if position is not None and value is not None:
+            sums[position] += value
+            counts[position] += 1
+    with np.errstate(invalid="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def sweep_metrics(trials: list[FrozenTrial]) -> list[str]:
+    """The metrics a sweep shows: every recorded one while few, else those that vary."""
+    varying, constant = split_constant_metrics(trials)
+    if varying and len(varying) + len(constant) > MAX_PANELS:
+        return varying
+    shown = set(varying) | set(constant)
+    return [name for name in info.metric_names(trials) if name in shown]
+
+
+def _draw_sweep(ax: Any, positions: np.ndarray, labels: list[str], values: np.ndarray, metric: str,
+                param: str) -> None:
+    ax.plot(positions, values, marker="o", color=FEASIBLE_COLOUR, linewidth=1.8)
+    for x, value in zip(positions, values):
+        if np.isfinite(value):
+            ax.annotate(compact_number(value), (x, value), xytext=(0, 6), textcoords="offset points",
+                        ha="center", fontsize=8)
+    ax.set_xticks(positions, labels=labels)
+    ax.set_xlabel(param)
+    ax.set_ylabel(info.metric_label(metric))
+    better = "higher" if info.metric_direction(metric) == "maximize" else "lower"
+    ax.set_title(f"{metric} ({better} is better)")
+    ax.margins(y=0.18)
+    ax.grid(True, alpha=0.3)
+
+
+def plot_sweep(study: optuna.Study, path: Path | str) -> Path | None:
+    """Every metric against the one parameter that varies; None when not exactly one varies."""
+    trials = info.complete_trials(study)
+    param = sweep_param(study, trials)
+    metrics = sweep_metrics(trials) if param else []
+    if not metrics:
+        return None
+    choices = param_choices(study, trials, param)
+    positions = np.arange(len(choices))
+    rows, columns = _grid_shape(len(metrics), max_columns=3 if len(metrics) <= 12 else 4)
+    with _style():
+        figure = _figure(4.2 * columns, 3.2 * rows + 0.6)
+        panels = figure.subplots(rows, columns, squeeze=False).ravel()
+        for ax, metric in zip(panels, metrics):
+            _draw_sweep(ax, positions, [str(c) for c in choices],
+                        sweep_values(trials, metric, param, choices), metric, param)
+        for ax in panels[len(metrics):]:
+            ax.set_visible(False)
+        figure.suptitle(f"Metrics against {param} (mean per choice) — {info.study_title(study)}")
         return _save(figure, path)

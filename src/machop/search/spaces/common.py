@@ -93,8 +93,48 @@ def choice_list(value: Any, where: str) -> list[Any]:
     return choices
 
 
-def read_seeds(table: dict[str, Any], where: str) -> dict[str, dict[str, list[Any]]]:
-    """`seed.<key>.config.<field> = [choices]` -> {key: {field: choices}}."""
+TIE = "+"
+
+
+def tied_fields(field: str) -> list[str]:
+    """The fields a tied key such as "data_in_width+data_in_frac_width" sets together."""
+    return field.split(TIE)
+
+
+def tie_label(values: tuple[Any, ...]) -> str:
+    """The categorical choice that stands for one tuple of tied values: "8,4" ("NA" for None)."""
+    return ",".join(NA if value is None else str(value) for value in values)
+
+
+def tied_choice_list(value: Any, field: str, where: str) -> list[tuple[Any, ...]]:
+    """A tied key's choices: distinct lists with one value per tied field, "NA" read as None."""
+    fields = tied_fields(field)
+    if len(fields) < 2 or not all(fields) or len(set(fields)) != len(fields):
+        raise search_error(f"{where}: a tied key names two or more different fields joined by "
+                           f"{TIE!r}, e.g. \"data_in_width{TIE}data_in_frac_width\"")
+    if not isinstance(value, list) or not value:
+        raise search_error(f"{where} must be a non-empty list of [{', '.join(fields)}] choices, "
+                           f"got {value!r}")
+    choices, labels = [], set()
+    for item in value:
+        if not isinstance(item, list) or len(item) != len(fields):
+            raise search_error(f"{where} choice {item!r} must be a list of {len(fields)} values "
+                               f"[{', '.join(fields)}], e.g. [8, 4]")
+        values = tuple(normalise(v) for v in item)
+        if not all(isinstance(v, SCALAR_TYPES) for v in values):
+            raise search_error(f"{where} choice {item!r} must hold numbers, strings, booleans or \"NA\"")
+        if tie_label(values) in labels:
+            raise search_error(f"{where} lists {item!r} twice; give each choice once")
+        labels.add(tie_label(values))
+        choices.append(values)
+    return choices
+
+
+def read_seeds(table: dict[str, Any], where: str, tie: bool = False) -> dict[str, dict[str, list[Any]]]:
+    """`seed.<key>.config.<field> = [choices]` -> {key: {field: choices}}.
+
+    With `tie`, a field "a+b" takes [a, b] lists as choices (tuples in the result).
+    """
     if "seed" not in table:
         raise search_error(f"{where}.seed is missing; give at least one seed, e.g. "
                            f"[{where}.seed.default.config]")
@@ -108,7 +148,8 @@ def read_seeds(table: dict[str, Any], where: str) -> dict[str, dict[str, list[An
         entry = require_table(entry, entry_where)
         check_keys(entry, ("config",), entry_where)
         config = require_table(entry.get("config"), f"{entry_where}.config")
-        parsed[key] = {field: choice_list(values, f"{entry_where}.config.{field}")
+        parsed[key] = {field: (tied_choice_list(values, field, f"{entry_where}.config.{field}")
+                               if tie and TIE in field else choice_list(values, f"{entry_where}.config.{field}"))
                        for field, values in config.items()}
     return parsed
 

@@ -14,13 +14,16 @@ name = ["integer"]
 data_in_width = [4, 8]
 data_in_frac_width = ["NA"]        # NA: width // 2
 weight_width = [2, 4, 8]
+"bias_width+bias_frac_width" = [[8, 4], [16, 8]]   # tied: one parameter, choices "8,4" and "16,8"
 ```
 
 Every quantizable node (op kinds in `passes.quantize.QUANTIZABLE`) takes the seed matching it
 (by type: its op kind; by name: its node name; by regex_name: the first pattern that
 re.fullmatch-es its name) else `default` (no default: the node stays in float). A key with more
 than one choice is a categorical parameter `"<node>/<key>"` (`"<type>/<key>"` with
-`share_by_type`); a single choice is a fixed value. Keys of operands a node does not have
+`share_by_type`); a single choice is a fixed value. A tied key joins fields of one operand with "+" and lists
+one value per field in each choice, so (width, frac) pairs are searched as one parameter whose
+categorical choices are labels such as "8,4". Keys of operands a node does not have
 (weight/bias keys on a ReLU or add, bias keys on a Linear without bias) are fixed to their first
 choice: they could not change the candidate. Seeds for the other `by` modes (a node name under
 by = "type", an op type under by = "name") are accepted and unused, as in MASE's example
@@ -41,6 +44,7 @@ from machop.passes.quantize import quantize_transform_pass
 from machop.search.space import Candidate, SearchSpace
 from machop.search.spaces.common import (
     ROOT,
+    TIE,
     check_keys,
     check_sample,
     read_bool,
@@ -49,11 +53,13 @@ from machop.search.spaces.common import (
     read_space_name,
     require_table,
     search_error,
+    tie_label,
 )
 from machop.search.spaces.quantize_seeds import (
     QuantNode,
     Seed,
     check_seed_key,
+    expand_tied,
     key_operand,
     quantizable_nodes,
     seed_key_for,
@@ -68,11 +74,27 @@ BY = ("name", "type", "regex_name")
 
 @dataclass(frozen=True)
 class KeyChoice:
-    """One config key of one node: a fixed value, or the parameter that picks it."""
+    """One config key of one node: a fixed value, or the parameter that picks it.
+
+    A tied key ("a+b") takes tuples; its parameter's categorical choices are their labels ("8,4").
+    """
 
     key: str
     fixed: Any
     param: str | None
+    options: tuple[Any, ...] = ()
+
+    def labels(self) -> list[Any]:
+        """The parameter's categorical choices."""
+        return [tie_label(o) if TIE in self.key else o for o in self.options]
+
+    def value(self, sample: dict[str, Any]) -> Any:
+        """This key's value (a tuple for a tied key) in `sample`."""
+        if self.param is None:
+            return self.fixed
+        if TIE in self.key:
+            return self.options[self.labels().index(sample[self.param])]
+        return sample[self.param]
 
 
 @dataclass(frozen=True)
@@ -84,7 +106,7 @@ class NodePlan:
 
     def config(self, sample: dict[str, Any]) -> dict[str, Any]:
         """This node's quantize config for `sample`."""
-        return {c.key: sample[c.param] if c.param else c.fixed for c in self.keys}
+        return expand_tied({c.key: c.value(sample) for c in self.keys})
 
     def may_quantize(self) -> bool:
         """Whether some sample quantizes this node (its name is searched or not None)."""
@@ -97,7 +119,7 @@ def plan_node(node: QuantNode, seed: Seed, prefix: str, operands: frozenset[str]
     for key, choices in seed.items():
         operand = key_operand(key)
         searched = len(choices) > 1 and (operand is None or operand in operands)
-        keys.append(KeyChoice(key, choices[0], f"{prefix}/{key}" if searched else None))
+        keys.append(KeyChoice(key, choices[0], f"{prefix}/{key}" if searched else None, tuple(choices)))
     return NodePlan(node.name, tuple(keys))
 
 
@@ -121,7 +143,7 @@ class MixedPrecisionPTQ(SearchSpace):
         self.where = where
         self.name = read_space_name(table, NAMES, where)
         self.by, self.share_by_type = self._read_setup(table.get("setup", {}))
-        seeds = read_seeds(table, where)
+        seeds = read_seeds(table, where, tie=True)
         nodes = quantizable_nodes(base)
         for key in seeds:
             check_seed_key(key, self.by, nodes, base, where)
@@ -159,10 +181,9 @@ class MixedPrecisionPTQ(SearchSpace):
         # Under share_by_type every node of a type takes the same seed, so the lists agree.
         choices: dict[str, list[Any]] = {}
         for plan in self.plans:
-            seed = seeds[assigned[plan.node]]
             for choice in plan.keys:
                 if choice.param is not None:
-                    choices.setdefault(choice.param, list(seed[choice.key]))
+                    choices.setdefault(choice.param, choice.labels())
         return choices
 
     def choices(self) -> dict[str, list[Any]]:

@@ -14,7 +14,7 @@ from machop.errors import PassError
 from machop.graph.graph import Graph
 from machop.passes.quantize import QUANTIZABLE
 from machop.quant.arithmetic import OPERANDS, parse_node_config
-from machop.search.spaces.common import search_error, suggestion
+from machop.search.spaces.common import TIE, search_error, suggestion, tied_fields
 
 DEFAULT = "default"
 WEIGHTED = ("linear", "conv1d", "conv2d")
@@ -92,6 +92,34 @@ def seed_key_for(node: QuantNode, by: str, seeds: dict[str, Seed]) -> str | None
     return DEFAULT if DEFAULT in seeds else None
 
 
+def expand_tied(config: dict[str, Any]) -> dict[str, Any]:
+    """A node config with every tied key ("a+b": (1, 2)) spread into its fields (a = 1, b = 2)."""
+    expanded: dict[str, Any] = {}
+    for key, value in config.items():
+        if TIE in key:
+            expanded.update(zip(tied_fields(key), value))
+        else:
+            expanded[key] = value
+    return expanded
+
+
+def check_tied_keys(key: str, seed: Seed, where: str) -> None:
+    """Tied fields belong to one operand, and no field is set by two keys of a seed."""
+    owner: dict[str, str] = {}
+    for field in seed:
+        parts = tied_fields(field)
+        operands = {key_operand(part) for part in parts}
+        if len(parts) > 1 and (len(operands) != 1 or None in operands):
+            raise search_error(f"{where}.seed.{key}.config.{field}: tied fields must all belong to one "
+                               "operand (data_in_*, weight_*, bias_* or data_out_*), e.g. "
+                               f"\"weight_width{TIE}weight_frac_width\"")
+        for part in parts:
+            if part in owner:
+                raise search_error(f"{where}.seed.{key}.config: {part!r} is set by both "
+                                   f"{owner[part]!r} and {field!r}; give it once")
+            owner[part] = field
+
+
 def base_values(seed: Seed) -> dict[str, Any]:
     """Each key at its first choice, except bypass at False where that is a choice."""
     values = {key: choices[0] for key, choices in seed.items()}
@@ -124,7 +152,7 @@ def validate_seed(key: str, seed: Seed, node: str, unsigned: bool, where: str) -
     """Every choice of a seed must make a valid node config, before the first trial."""
     for config in covering_configs(seed):
         try:
-            parse_node_config(config, node=node, unsigned_data_in=unsigned)
+            parse_node_config(expand_tied(config), node=node, unsigned_data_in=unsigned)
         except PassError as exc:
             raise search_error(f"{where}.seed.{key}.config: {exc}") from None
 
@@ -139,6 +167,7 @@ def validate_seeds(seeds: dict[str, Seed], nodes: list[QuantNode], assigned: dic
                    where: str) -> None:
     """Validate each seed once per signedness of the nodes that take it."""
     for key, seed in seeds.items():
+        check_tied_keys(key, seed, where)
         users = seed_users(key, nodes, assigned) or [QuantNode(key, "linear", frozenset(OPERANDS))]
         checked: set[bool] = set()
         for user in users:

@@ -1,0 +1,65 @@
+"""The table of every metric against the one parameter a search varies (mean per choice)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+from rich.table import Table
+
+from machop.io_atomic import write_text_atomic
+from machop.search.report import plots
+from machop.search.report import study_info as info
+
+MAX_ROWS = 50
+
+
+def sweep_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per choice of the only varying parameter: the choice, trial count, mean metrics."""
+    trials = info.complete_trials(study)
+    param = plots.sweep_param(study, trials)
+    if param is None:
+        return []
+    choices = plots.param_choices(study, trials, param)
+    if len(choices) > MAX_ROWS:
+        return []
+    metrics = plots.sweep_metrics(trials)
+    columns = {name: plots.sweep_values(trials, name, param, choices) for name in metrics}
+    counts = [sum(plots._hashable(info.trial_config(t).get(param)) == choice for t in trials)
+              for choice in choices]
+    return [{param: choice, "trials": count,
+             **{name: (None if math.isnan(values[i]) else float(values[i])) for name, values in columns.items()}}
+            for i, (choice, count) in enumerate(zip(choices, counts)) if count]
+
+
+def sweep_table(study: optuna.Study) -> Table | None:
+    """A rich table of sweep_rows, or None when the search does not vary exactly one parameter."""
+    rows = sweep_rows(study)
+    if not rows:
+        return None
+    param = next(iter(rows[0]))
+    table = Table(title=f"Metrics against {param} (mean over the trials of each choice)",
+                  title_justify="left")
+    for column in rows[0]:
+        unit = info.metric_unit(column)
+        table.add_column(f"{column} ({unit})" if unit else column, justify="right", overflow="fold")
+    for row in rows:
+        table.add_row(*(info.format_number(value) for value in row.values()))
+    return table
+
+
+def write_sweep_csv(study: optuna.Study, path: Path) -> Path | None:
+    """sweep.csv (the sweep table) when exactly one parameter varies; else nothing, and None."""
+    rows = sweep_rows(study)
+    if not rows:
+        Path(path).unlink(missing_ok=True)
+        return None
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue())
