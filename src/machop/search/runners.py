@@ -87,6 +87,20 @@ class BasicEvaluation:
         return compute_metrics(self.produces, context)
 
 
+def _refuse_several_processes(options: dict[str, Any]) -> None:
+    """A trial trains in the search's own process: refuse rather than use one device quietly.
+
+    (A search worker cannot start a process group per trial: workers are daemon processes
+    and every trial would pay seconds of launch; parallel trials come from setup.n_jobs.)
+    """
+    devices, nodes = options.pop("num_devices", 1), options.pop("num_nodes", 1)
+    options.pop("strategy", None)
+    if devices * nodes > 1:
+        raise SearchError(f"runner 'basic_train' trains each candidate in one process, but "
+                          f"num_devices={devices}, num_nodes={nodes}; set both to 1 (use "
+                          "search.strategy.setup.n_jobs for parallel trials)")
+
+
 class BasicTrain(BasicEvaluation):
     """Train the candidate (quantization-aware when it is quantized), then evaluate it."""
 
@@ -105,6 +119,7 @@ class BasicTrain(BasicEvaluation):
         from machop.train.settings import TrainSettings
 
         options = {**run.train_defaults, **self.train_options, **overrides}
+        _refuse_several_processes(options)
         if "t_max" not in self.train_options and "max_epochs" in options:
             options["t_max"] = options["max_epochs"]
         settings = TrainSettings(**{**options, "accelerator": run.accelerator})

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from machop.config.schema import RunConfig
-from machop.errors import ConfigError, TrainingError
+from machop.errors import ConfigError, MachopError, TrainingError
 
 log = logging.getLogger("machop")
 T = TypeVar("T")
@@ -304,8 +304,8 @@ def run(command: str, config: RunConfig, body: Callable[[Ranks], T],
 
     `check` runs once, before any other process starts, when machop launches them itself.
     """
-    Fabric = _import_fabric()
     check_launch(config)
+    Fabric = _import_fabric()
     accelerator = _accelerator(config)
     if check is not None and launcher_name() is None and "LOCAL_RANK" not in os.environ:
         check()
@@ -314,19 +314,42 @@ def run(command: str, config: RunConfig, body: Callable[[Ranks], T],
             fabric = Fabric(accelerator=accelerator, devices=config.num_devices,
                             num_nodes=config.num_nodes, strategy=_strategy(config),
                             precision="32-true")
-            fabric.launch()
-        except (ValueError, RuntimeError) as exc:
+        except ValueError as exc:
             raise _fabric_error(exc) from exc
-        ranks = Ranks(fabric=fabric, device=fabric.device)
         try:
+            fabric.launch()
+            ranks = Ranks(fabric=fabric, device=fabric.device)
             result = body(ranks)
             ranks.barrier()
+        except MachopError:
+            raise
+        except Exception as exc:
+            raise _peer_failure(exc, children) from exc
         finally:
             if torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
         if children is not None:
             children.finish()
     return result
+
+
+def _peer_failure(exc: Exception, children: _Children | None) -> Exception:
+    """A one-line error when `exc` comes from another rank having failed, else `exc` itself."""
+    if children is not None:
+        children.done = True  # this thread reports it, not the watcher
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            for rank, proc in enumerate(children.procs, start=1):
+                if proc.poll() not in (None, 0):
+                    return MachopError(f"rank {rank} failed: {children.error(rank)}")
+            time.sleep(0.1)
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and any(
+            sign in text for sign in ("Connection closed by peer", "Connection reset", "Broken pipe")):
+        first = (text.strip().splitlines() or [""])[0][:200]
+        return TrainingError(f"lost contact with another rank, which probably failed (see its "
+                             f"error): {first}")
+    return exc
 
 
 def write_rank_error(payload: Path, message: str) -> None:
