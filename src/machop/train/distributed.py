@@ -307,8 +307,8 @@ def run(command: str, config: RunConfig, body: Callable[[Ranks], T],
     check_launch(config)
     Fabric = _import_fabric()
     accelerator = _accelerator(config)
-    if check is not None and launcher_name() is None and "LOCAL_RANK" not in os.environ:
-        check()
+    if check is not None and launcher_name() is None and env_is_rank_zero():
+        check()  # on the machine of rank 0 only: the others must not create the project
     with _own_launch(command, config) as children:
         try:
             fabric = Fabric(accelerator=accelerator, devices=config.num_devices,
