@@ -6,7 +6,7 @@ MACHOP  := $(VENV)/bin/machop
 STAMP   := $(VENV)/.machop-installed
 DEMO_DIR ?= outputs
 
-.PHONY: install demo test bench clean browser
+.PHONY: install demo test bench clean browser experiments
 
 install: $(STAMP)
 
@@ -28,6 +28,31 @@ demo: install
 	$(MACHOP) test --config $(DEMO_CONFIG) --project-dir $(DEMO_DIR) --load $(DEMO_PROJECT)/checkpoints/best.ckpt
 	$(PY) -m machop.demo $(DEMO_PROJECT)
 	$(MACHOP) search --config configs/quickstart.toml --project-dir $(DEMO_DIR)
+
+EXP_DIR ?= outputs/experiments
+FIGURES := docs/figures
+
+# docs/experiments.md: experiments 1-4 and 6 on digits from scratch, figures copied to docs/figures/.
+experiments: install
+	rm -rf $(EXP_DIR) && mkdir -p $(EXP_DIR) $(FIGURES)
+	@start=$$(date +%s); \
+	for step in "search quant_grid" "compare-samplers samplers_small" "compare-samplers samplers_large" \
+	            "search width_uniform" "search width_nonuniform" "search joint_width_precision"; do \
+		set -- $$step; t0=$$(date +%s); \
+		$(MACHOP) $$1 --config examples/$$2.toml --project-dir $(EXP_DIR) > $(EXP_DIR)/$$2.log 2>&1 \
+			|| { tail -20 $(EXP_DIR)/$$2.log; exit 1; }; \
+		echo "$$2: $$(( $$(date +%s) - t0 )) s (log: $(EXP_DIR)/$$2.log)"; \
+	done; \
+	echo "experiments: $$(( $$(date +%s) - start )) s in all; CPU time (user, system) of this shell, then of the commands:"; times
+	cp $(EXP_DIR)/exp1-quant-grid/search/plots/heatmaps.png $(FIGURES)/exp1_quant_grid_heatmaps.png
+	cp $(EXP_DIR)/exp2a-samplers-small/compare_samplers/best_so_far.png $(FIGURES)/exp2a_small_best_so_far.png
+	cp $(EXP_DIR)/exp2a-samplers-small/compare_samplers/seconds_per_trial.png $(FIGURES)/exp2a_small_seconds_per_trial.png
+	cp $(EXP_DIR)/exp2b-samplers-large/compare_samplers/best_so_far.png $(FIGURES)/exp2b_large_best_so_far.png
+	cp $(EXP_DIR)/exp2b-samplers-large/compare_samplers/seconds_per_trial.png $(FIGURES)/exp2b_large_seconds_per_trial.png
+	cp $(EXP_DIR)/exp3-width-uniform/search/plots/sweep.png $(FIGURES)/exp3_width_uniform_sweep.png
+	cp $(EXP_DIR)/exp4-width-nonuniform/search/plots/heatmaps.png $(FIGURES)/exp4_width_nonuniform_heatmaps.png
+	cp $(EXP_DIR)/exp6-joint-width-precision/search/plots/pareto.png $(FIGURES)/exp6_joint_pareto.png
+	@ls -l $(FIGURES)
 
 # CI renders report.html in headless Chromium; elsewhere that test is skipped when it is absent.
 browser:

@@ -37,18 +37,22 @@ def sweep_rows(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def sweep_table(study: optuna.Study) -> Table | None:
-    """A rich table of sweep_rows, or None when the search does not vary exactly one parameter."""
+    """sweep_rows as a rich table, one row per metric and one column per choice (narrow terminals).
+
+    None when the search does not vary exactly one parameter.
+    """
     rows = sweep_rows(study)
     if not rows:
         return None
     param = next(iter(rows[0]))
     table = Table(title=f"Metrics against {param} (mean over the trials of each choice)",
                   title_justify="left")
-    for column in rows[0]:
-        unit = info.metric_unit(column)
-        table.add_column(f"{column} ({unit})" if unit else column, justify="right", overflow="fold")
+    table.add_column(param, justify="left")
     for row in rows:
-        table.add_row(*(info.format_number(value) for value in row.values()))
+        table.add_column(info.format_number(row[param]), justify="right")
+    for name in list(rows[0])[1:]:
+        unit = info.metric_unit(name)
+        table.add_row(f"{name} ({unit})" if unit else name, *(info.format_number(row[name]) for row in rows))
     return table
 
 
