@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PRECISIONS = ("16-mixed", "bf16-mixed", "32", "64", "bf16", "32-true", "64-true")
 SECTIONS = ("passes", "search", "transform", "model_args")
@@ -32,15 +32,15 @@ class RunConfig(BaseModel):
     training_optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="optimizer")
     trainer_precision: Literal[PRECISIONS] = Field(  # type: ignore[valid-type]
         "16-mixed", description="mixed precision applies on CUDA; CPU trains in float32")
-    learning_rate: float = Field(1e-5, gt=0, description="initial learning rate")
-    weight_decay: float = Field(0.0, ge=0, description="weight decay")
+    learning_rate: float = Field(1e-5, gt=0, allow_inf_nan=False, description="initial learning rate")
+    weight_decay: float = Field(0.0, ge=0, allow_inf_nan=False, description="weight decay")
     max_epochs: int = Field(20, gt=0, description="training epochs")
     max_steps: int = Field(-1, ge=-1, description="stop after this many optimizer steps (-1: no limit)")
     accumulate_grad_batches: int = Field(1, gt=0, description="batches per optimizer step")
     log_every_n_steps: int = Field(50, gt=0, description="progress-bar update interval in steps")
     lr_scheduler: Literal["cosine", "none"] = Field("cosine", description="learning-rate schedule")
     t_max: int = Field(20, gt=0, description="cosine schedule period in epochs")
-    eta_min: float = Field(1e-6, ge=0, description="cosine schedule floor")
+    eta_min: float = Field(1e-6, ge=0, allow_inf_nan=False, description="cosine schedule floor")
     num_workers: int = Field(0, ge=0, description="accepted for MASE configs; batching is in memory")
     num_devices: int = Field(1, gt=0, description="devices to train on (--devices)")
     num_nodes: int = Field(1, gt=0, description="machines to train on")
@@ -59,6 +59,14 @@ class RunConfig(BaseModel):
     passes: dict[str, Any] = Field(default_factory=dict, description="[passes] section")
     search: dict[str, Any] = Field(default_factory=dict, description="[search] section")
     transform: dict[str, Any] = Field(default_factory=dict, description="[transform] section")
+
+    @field_validator("project")
+    @classmethod
+    def _one_folder_name(cls, value: str | None) -> str | None:
+        # The project is one folder inside project_dir; a path would write outside it.
+        if value is not None and (value in (".", "..") or "/" in value or "\\" in value):
+            raise ValueError("must be a folder name without '/' or '\\' (use project_dir for the parent)")
+        return value
 
     def project_name(self) -> str:
         """The project folder name: explicit, or model_task_dataset like MASE."""

@@ -57,9 +57,21 @@ def build_model(name: str, info: DatasetInfo, model_args: dict[str, Any] | None 
     factory = MODELS[key]
     _check_model_args(key, factory, model_args)
     try:
-        return factory(info, **model_args)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"could not build model {key!r} with model_args {model_args}: {exc}") from exc
+        model = factory(info, **model_args)
+    except (TypeError, ValueError, RuntimeError, MemoryError) as exc:
+        # torch reports impossible sizes (negative, too large) as RuntimeError or MemoryError.
+        raise ModelError(f"could not build model {key!r} with model_args {model_args}: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    check_no_empty_parameters(model, f"model {key!r} with model_args {model_args}")
+    return model
+
+
+def check_no_empty_parameters(model: nn.Module, what: str) -> None:
+    """A parameter with a zero-sized dimension means a layer of width 0, which cannot learn."""
+    for name, parameter in model.named_parameters():
+        if parameter.numel() == 0:
+            raise ModelError(f"{what} has an empty parameter {name!r} of shape "
+                             f"{tuple(parameter.shape)}; every width must be at least 1")
 
 
 def canonical_name(name: str) -> str:

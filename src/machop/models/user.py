@@ -74,8 +74,8 @@ def build_user_model(spec: str, info: DatasetInfo, model_args: dict[str, Any]) -
         raise ModelError(f"{spec!r} is not a class or function")
     try:
         model = factory(**_accepted_kwargs(factory, info), **model_args)
-    except TypeError as exc:
-        raise ModelError(f"could not build {spec!r}: {exc}") from exc
+    except Exception as exc:  # user code may raise anything while building
+        raise ModelError(f"could not build {spec!r}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
         raise ModelError(f"{spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model

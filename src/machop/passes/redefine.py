@@ -73,7 +73,11 @@ def apply_resizes(graph: Graph, resizes: dict[str, Resize], inherit: bool) -> li
                             f"{node.target!r}, which cannot take two sizes")
         replaced[node.target] = name
         old = graph.submodule(node)
-        new = resized_module(old, resize, inherit)
+        try:
+            new = resized_module(old, resize, inherit)
+        except (RuntimeError, MemoryError) as exc:
+            raise PassError(f"{PREFIX} cannot build {name!r} with {resize.new_in} inputs and "
+                            f"{resize.new_out} outputs: {type(exc).__name__}: {exc}") from exc
         graph.module.set_submodule(node.target, new)
         rows.append(summary_row(resize, old, new))
     return rows

@@ -102,6 +102,10 @@ def widths_of(module: nn.Module) -> tuple[int, int]:
     return module.num_features, module.num_features
 
 
+# A wider layer could not be allocated on any machine machop targets; refuse it up front.
+MAX_WIDTH = 1 << 20
+
+
 def positive_multiplier(value: Any, where: str, key: str) -> float:
     """A multiplier must be a finite number > 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
@@ -111,19 +115,22 @@ def positive_multiplier(value: Any, where: str, key: str) -> float:
 
 
 def scaled_width(old: int, multiplier: float, where: str, key: str) -> int:
-    """old × multiplier rounded half up; it must stay at least 1."""
+    """old × multiplier rounded half up; it must stay in 1..MAX_WIDTH."""
     width = math.floor(old * multiplier + 0.5)
     if width < 1:
         raise PassError(f"{where} {key} = {multiplier:g} turns width {old} into {old * multiplier:g}, "
                         f"which rounds to 0; use a multiplier of at least {1 / old:g}")
+    if width > MAX_WIDTH:
+        raise PassError(f"{where} {key} = {multiplier:g} turns width {old} into {width}, above the "
+                        f"largest width {MAX_WIDTH}")
     return width
 
 
 def positive_width(value: Any, where: str, key: str) -> int:
     """An absolute width must be a positive integer."""
     integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-    if isinstance(value, bool) or not integral or value < 1:
-        raise PassError(f"{where} {key} = {value!r} must be a positive integer")
+    if isinstance(value, bool) or not integral or value < 1 or value > MAX_WIDTH:
+        raise PassError(f"{where} {key} = {value!r} must be a positive integer (at most {MAX_WIDTH})")
     return int(value)
 
 

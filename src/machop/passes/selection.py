@@ -52,6 +52,13 @@ def _unmatched(pass_name: str, what: str, key: str, valid: list[str]) -> str:
             f"(valid: {', '.join(valid)})")
 
 
+def _check_pattern(pass_name: str, pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise PassError(f"[passes.{pass_name}] regex {pattern!r} is invalid: {exc}") from None
+
+
 def _entry_config(pass_name: str, key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or "config" not in value:
         raise PassError(f"[passes.{pass_name}.{key}] must be a table with a 'config' table, "
@@ -80,4 +87,7 @@ def parse_selection(pass_name: str, args: dict[str, Any], *, require_default: bo
     skip = {"by", "default", *reserved}
     entries = {key: _entry_config(pass_name, key, value)
                for key, value in args.items() if key not in skip}
+    if by == "regex_name":
+        for pattern in entries:
+            _check_pattern(pass_name, pattern)
     return Selection(pass_name=pass_name, by=by, default=default, entries=entries)

@@ -151,7 +151,18 @@ def _runners(table: Any, path: str) -> dict[str, dict[str, Any]]:
         return {}
     if not isinstance(table, dict):
         raise _fail(path, f"must be a table of runners, got {table!r}")
-    return {name: dict(options or {}) for name, options in table.items()}
+    runners = {}
+    for name, options in table.items():
+        if options is not None and not isinstance(options, dict):
+            raise _fail(f"{path}.{name}", f"must be a table of runner options, got {options!r}")
+        runners[name] = dict(options or {})
+    return runners
+
+
+def _bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(path, f"must be true or false, got {value!r}")
+    return value
 
 
 def parse_strategy(strategy: dict[str, Any]) -> StrategySettings:
@@ -168,7 +179,7 @@ def parse_strategy(strategy: dict[str, Any]) -> StrategySettings:
         n_trials=_int(setup.get("n_trials", 20), "setup.n_trials", 1),
         n_jobs=_int(setup.get("n_jobs", 1), "setup.n_jobs", 1),
         timeout=_timeout(setup.get("timeout")),
-        sum_scaled_metrics=bool(setup.get("sum_scaled_metrics", True)),
+        sum_scaled_metrics=_bool(setup.get("sum_scaled_metrics", True), "setup.sum_scaled_metrics"),
         direction=_choice(setup.get("direction", "maximize"), DIRECTIONS, "setup.direction", "direction"),
         pruner=_choice(setup.get("pruner", "none"), PRUNERS, "setup.pruner", "pruner"),
         seed=_int(setup["seed"], "setup.seed", 0) if "seed" in setup else None,
@@ -187,7 +198,8 @@ def parse_strategy(strategy: dict[str, Any]) -> StrategySettings:
 def _timeout(value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
         raise _fail("setup.timeout", f"must be a positive number of seconds, got {value!r}")
     return float(value)
 
