@@ -6,7 +6,7 @@ MACHOP  := $(VENV)/bin/machop
 STAMP   := $(VENV)/.machop-installed
 DEMO_DIR ?= outputs
 
-.PHONY: install demo test bench clean browser experiments
+.PHONY: install demo test bench clean browser postgres experiments
 
 install: $(STAMP)
 
@@ -61,7 +61,14 @@ browser:
 		|| echo "chromium could not be installed; the HTML rendering test will be skipped"; \
 	fi
 
-test: install browser
+# CI runs the multi-worker tests against a real PostgreSQL server the tests start themselves.
+postgres:
+	@if [ "$$CI" = "true" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "postgresql could not be installed; the PostgreSQL worker tests will be skipped"; \
+	fi
+
+test: install browser postgres
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -q
 

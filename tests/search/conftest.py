@@ -14,3 +14,16 @@ def checkpoint(tmp_path_factory):
     assert run(["train", "jsc-three-linear-layers", "digits", "--max-epochs", "10", "--batch-size", "32",
                 "--learning-rate", "1e-2", "--project-dir", str(out), "--project", "base"]) == 0
     return out / "base" / "checkpoints" / "best.ckpt"
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throw-away PostgreSQL server for the session (installed from Debian packages if missing)."""
+    from tests.postgres import find_binaries, start_server
+
+    bin_dir, reason = find_binaries()
+    if bin_dir is None:
+        pytest.skip(reason)
+    server = start_server(bin_dir)
+    yield server
+    server.stop()

@@ -24,11 +24,13 @@ def search_command(
     sampler: Annotated[Optional[str], typer.Option(
         "--sampler", help="Overrides search.strategy.setup.sampler.", show_default=False)] = None,
     n_jobs: Annotated[Optional[int], typer.Option(
-        "--n-jobs", help="Worker processes on this machine.", show_default=False)] = None,
+        "--workers", "--n-jobs", help="Worker processes on this machine, one torch thread each "
+        "(overrides search.strategy.setup.n_jobs).", show_default=False)] = None,
     timeout: Annotated[Optional[float], typer.Option(
         "--timeout", help="Stop starting trials after this many seconds.", show_default=False)] = None,
     worker: Annotated[bool, typer.Option(
-        "--worker", help="Join an existing study instead of creating it.")] = False,
+        "--worker", help="Join an existing study (same config, same --storage/--study-name) "
+        "instead of creating it.")] = False,
 ) -> None:
     """Search the search_space of --config with its strategy; running it again resumes."""
     import optuna

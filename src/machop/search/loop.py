@@ -58,6 +58,7 @@ def run_trials(study: optuna.Study, evaluate: TrialEvaluator, budget: int, *,
     def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial is not None:
             on_trial(study, trial)
+        requeue_dead(study, grace_period)
         if claimed_trials(study) >= budget:
             study.stop()
 

@@ -21,6 +21,7 @@ from machop.search.samplers import build_sampler
 from machop.search.settings import StrategySettings, parse_strategy
 from machop.search.study import (
     STUDY_BUDGET,
+    check_same_search,
     create_or_resume,
     is_journal,
     open_storage,
@@ -119,6 +120,21 @@ def _check_journal_exists(storage_url: str | None, search_dir: Path, study_name:
                           f"{str(path)!r}); start it without --worker first")
 
 
+def _check_database_study(setup: _Setup, storage_url: str, study_name: str, join_only: bool) -> None:
+    """Reach the database and check the study before anything is written anywhere."""
+    settings = setup.settings
+    storage, _ = open_storage(storage_url, Path("."), heartbeat_interval=settings.heartbeat_interval,
+                              grace_period=settings.grace_period)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        if join_only:
+            raise SearchError(f"study {study_name!r} does not exist in the storage; start it without "
+                              "--worker first") from None
+        return
+    check_same_search(study, setup.attrs)
+
+
 def _open_study(setup: _Setup, storage_url: str | None, search_dir: Path, study_name: str,
                 worker_index: int, join_only: bool) -> tuple[optuna.Study, str, bool]:
     """Open the study; the process that creates or resumes it sets the budget, workers follow it."""
@@ -148,6 +164,8 @@ def search(config: RunConfig, *, storage: str | None = None, study_name: str | N
     name = study_name or setup.config.project_name()
     if worker and is_journal(storage):
         _check_journal_exists(storage, search_dir, name)
+    if not is_journal(storage):
+        _check_database_study(setup, storage, name, worker)
     Project(search_dir).check_writable()
     if config.search.get("train_base") and not setup.config.load_name:
         setup = _with_trained_base(setup, project)

@@ -47,7 +47,19 @@ def _driver_message(exc: BaseException) -> str:
     return text.split(" (Background on this error")[0][:240]
 
 
+def _with_installed_driver(url: str) -> str:
+    """`postgresql://` names SQLAlchemy's default driver (psycopg 3); use psycopg2 when only it is here."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
 def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna.storages.RDBStorage:
+    url = _with_installed_driver(url)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
@@ -55,7 +67,7 @@ def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
                                           heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-                                          failed_trial_callback=_requeue_stale)
+                                          heartbeat_stale_trial_callback=_requeue_stale)
 
 
 def open_storage(url: str | None, search_dir: Path, *, heartbeat_interval: int = 10,

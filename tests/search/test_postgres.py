@@ -1,0 +1,193 @@
+"""Workers on one study in a real PostgreSQL server: budget, claims, dead workers, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from machop.search import records
+
+SPACE_SIZE = 16  # 2 data_in widths x 4 weight widths x 2 bias widths
+
+
+def write_config(tmp_path: Path, *, weight_widths: str = "[2, 4, 8, 16]", epochs: int = 2) -> Path:
+    path = tmp_path / "workers.toml"
+    path.write_text(f"""
+model = "jsc-three-linear-layers"
+dataset = "digits"
+batch_size = 64
+seed = 5
+
+[search.search_space]
+name = "graph/quantize/mixed_precision_ptq"
+setup = {{ by = "type", share_by_type = true }}
+[search.search_space.seed.default.config]
+name = ["NA"]
+[search.search_space.seed.linear.config]
+name = ["integer"]
+data_in_width = [4, 8]
+data_in_frac_width = ["NA"]
+weight_width = {weight_widths}
+weight_frac_width = ["NA"]
+bias_width = [8, 16]
+
+[search.strategy]
+name = "bruteforce"
+[search.strategy.sw_runner.basic_train]
+max_epochs = {epochs}
+[search.strategy.setup]
+n_trials = 100
+heartbeat_interval = 1
+grace_period = 3
+[search.strategy.metrics]
+accuracy.scale = 1.0
+""")
+    return path
+
+
+def _command(config: Path, url: str, project_dir: Path, study: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "machop", "search", "-c", str(config), "--storage", url,
+            "--study-name", study, "--project-dir", str(project_dir), *extra]
+
+
+def _start(command: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+
+
+def _load(url: str, name: str) -> optuna.Study | None:
+    from machop.search.study import open_storage
+
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(url, Path("."))[0])
+    except KeyError:
+        return None
+
+
+def _wait_for(condition, what: str, timeout: float = 120.0, poll: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _running_trial_of(url: str, name: str, pid: int):
+    """A RUNNING trial of process `pid` that already holds its grid point."""
+    study = _load(url, name)
+    if study is None:
+        return None
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get(records.TRIAL_WORKER, "")
+        if worker.split(":")[1:2] == [str(pid)] and len(trial.params) == 3:
+            return trial
+    return None
+
+
+def _evaluated_configs(study: optuna.Study) -> list[str]:
+    return [json.dumps(t.params, sort_keys=True) for t in study.get_trials(states=(TrialState.COMPLETE,))
+            if records.TRIAL_CACHED_FROM not in t.user_attrs]
+
+
+@pytest.mark.slow
+def test_three_workers_one_killed_one_hung(postgres, tmp_path):
+    """Creator + 2 joined workers; one SIGKILLed mid-trial, one frozen (SIGSTOP) mid-trial."""
+    url, name = postgres.create_database("three_workers"), "width-jsc"
+    config = write_config(tmp_path)
+    creator = _start(_command(config, url, tmp_path / "a", name), tmp_path / "a.log")
+    _wait_for(lambda: _load(url, name), "the creator to create the study")
+    killed = _start(_command(config, url, tmp_path / "b", name, "--worker"), tmp_path / "b.log")
+    hung = _start(_command(config, url, tmp_path / "c", name, "--worker"), tmp_path / "c.log")
+    try:
+        killed_trial = _wait_for(lambda: _running_trial_of(url, name, killed.pid), "a trial of worker b")
+        killed.send_signal(signal.SIGKILL)
+        hung_trial = _wait_for(lambda: _running_trial_of(url, name, hung.pid), "a trial of worker c")
+        hung.send_signal(signal.SIGSTOP)
+        assert creator.wait(timeout=240) == 0, (tmp_path / "a.log").read_text()[-2000:]
+    finally:
+        for process in (creator, killed, hung):
+            process.kill()
+            process.wait()
+
+    study = _load(url, name)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == SPACE_SIZE
+    evaluated = _evaluated_configs(study)
+    assert len(evaluated) == len(set(evaluated)) == SPACE_SIZE
+    copies = {t.user_attrs[records.TRIAL_REQUEUE_OF]: t for t in study.trials
+              if records.TRIAL_REQUEUE_OF in t.user_attrs}
+    for dead in (killed_trial, hung_trial):
+        assert study.trials[dead.number].state == TrialState.FAIL
+        copy = copies[dead.number]
+        assert copy.state == TrialState.COMPLETE and copy.params == dead.params
+    counted = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)
+               and not t.user_attrs.get(records.TRIAL_UNCOUNTED) and t.number not in copies]
+    assert len(counted) == SPACE_SIZE
+
+    report = subprocess.run([sys.executable, "-m", "machop", "report", "--storage", url, "--study-name", name,
+                             "--out", str(tmp_path / "report")], capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    assert postgres.url(name).split("@")[0] not in report.stdout  # the password is never printed
+    assert (tmp_path / "report" / "trials.csv").is_file()
+
+
+@pytest.mark.slow
+def test_workers_on_one_machine_keep_the_budget(postgres, tmp_path):
+    """--workers 3 on TPE: exactly n_trials count, whatever the races."""
+    url = postgres.create_database("local_workers")
+    config = write_config(tmp_path, epochs=1)
+    text = config.read_text().replace('name = "bruteforce"', 'name = "optuna"').replace(
+        "n_trials = 100", 'n_trials = 9\nsampler = "random"')
+    config.write_text(text)
+    result = subprocess.run(_command(config, url, tmp_path, "local", "--workers", "3"),
+                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    study = _load(url, "local")
+    counted = [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get(records.TRIAL_UNCOUNTED)]
+    assert len(counted) == 9
+    assert "exited with status" not in result.stderr
+
+
+def _snapshot(url: str, name: str) -> list[tuple]:
+    study = _load(url, name)
+    return [(t.number, t.state, t.params, t.user_attrs) for t in study.trials] + [study.user_attrs]
+
+
+def test_bad_storage_and_worker_input(postgres, tmp_path, cli):
+    url = postgres.create_database("bad_input")
+    config = write_config(tmp_path, epochs=1)
+    small = tmp_path / "small.toml"
+    small.write_text(config.read_text().replace("n_trials = 100", "n_trials = 2"))
+    assert cli("search", "-c", small, "--storage", url, "--study-name", "s", "--project-dir", tmp_path).code == 0
+    before = _snapshot(url, "s")
+    other_space = tmp_path / "other.toml"
+    other_space.write_text(small.read_text().replace("weight_width = [2, 4, 8, 16]", "weight_width = [2, 4]"))
+    wrong_password = url.replace(f":{postgres.url().split(':')[2].split('@')[0]}@", ":not-the-password@")
+    cases = [
+        (["--storage", wrong_password, "--study-name", "s"], "password authentication failed"),
+        (["--storage", "postgresql://machop:x@127.0.0.1:1/machop", "--study-name", "s"], "cannot open storage"),
+        (["--storage", url, "--study-name", "nope", "--worker"], "study 'nope' does not exist"),
+    ]
+    for extra, message in cases:
+        result = cli("search", "-c", small, *extra, "--project-dir", tmp_path / "p")
+        assert result.code == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+        assert "not-the-password" not in result.stderr
+    result = cli("search", "-c", other_space, "--storage", url, "--study-name", "s", "--worker",
+                 "--project-dir", tmp_path / "p")
+    assert result.code == 2
+    assert "search_space.seed.linear.config.weight_width" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert _snapshot(url, "s") == before
+    assert not (tmp_path / "p").exists()

@@ -1,0 +1,115 @@
+"""Claims, liveness and re-queueing that let several workers share one study."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from machop.search import records
+from machop.search.claims import (
+    Unclaimed,
+    claim_budget_slot,
+    claim_grid_point,
+    claimed_trials,
+    counted_trials,
+)
+from machop.search.study import requeue_dead
+from machop.search.workers import is_dead, worker_id
+
+CHOICES = {"a": [1, 2], "b": [3, 4]}
+
+
+def _study() -> optuna.Study:
+    return optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+
+
+def test_the_lower_numbered_trial_holds_a_grid_point():
+    study = _study()
+    study.enqueue_trial({"a": 1, "b": 3})
+    study.enqueue_trial({"a": 1, "b": 3})
+    first, second = study.ask(), study.ask()
+    for trial in (first, second):
+        trial.suggest_categorical("a", CHOICES["a"])
+        trial.suggest_categorical("b", CHOICES["b"])
+    claim_grid_point(first, {"a": 1, "b": 3}, patience=1.0)
+    with pytest.raises(Unclaimed, match="duplicate of trial 0"):
+        claim_grid_point(second, {"a": 1, "b": 3}, patience=1.0)
+    assert second.study.trials[1].user_attrs[records.TRIAL_UNCOUNTED] == "duplicate"
+
+
+def test_a_point_still_being_sampled_below_is_waited_for_until_patience_runs_out():
+    study = _study()
+    study.enqueue_trial({"a": 2, "b": 4})
+    sampling, later = study.ask(), study.ask()
+    sampling.suggest_categorical("a", CHOICES["a"])  # "b" not drawn yet: undecided
+    later.suggest_categorical("a", CHOICES["a"])
+    later.suggest_categorical("b", CHOICES["b"])
+    claim_grid_point(later, dict(later.params), patience=0.05)  # gives up waiting, then holds it
+
+
+def test_budget_slots_go_to_the_lowest_numbers():
+    study = _study()
+    trials = [study.ask() for _ in range(3)]
+    claim_budget_slot(trials[0], 2)
+    claim_budget_slot(trials[1], 2)
+    with pytest.raises(Unclaimed, match="over budget"):
+        claim_budget_slot(trials[2], 2)
+    assert claimed_trials(study) == 2  # the over-budget trial does not count
+
+
+def test_a_dead_workers_trial_is_failed_and_queued_again(tmp_path):
+    study = _study()
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True)
+    dead_worker = f"{os.uname().nodename}:{finished.stdout.strip()}:1"
+    dead, alive, elsewhere = study.ask(), study.ask(), study.ask()
+    for trial, worker in ((dead, dead_worker), (alive, worker_id()), (elsewhere, "other-host:1:1")):
+        trial.suggest_categorical("a", CHOICES["a"])
+        trial.set_user_attr(records.TRIAL_WORKER, worker)
+    assert requeue_dead(study) == 1
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING, TrialState.WAITING]
+    copy = study.trials[3]
+    assert copy.user_attrs[records.TRIAL_REQUEUE_OF] == 0
+    assert copy.system_attrs["fixed_params"] == dead.params
+    assert "interrupted" in study.trials[0].user_attrs[records.TRIAL_FAIL]
+    assert requeue_dead(study) == 0  # nothing twice
+    study.tell(alive, 1.0)
+    assert counted_trials(study) == 1  # the dead trial gave its slot to its copy
+
+
+def test_liveness():
+    assert not is_dead(worker_id())
+    assert not is_dead("some-other-host:1:1")
+    assert not is_dead(None)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert is_dead(f"{os.uname().nodename}:{child.pid}:")
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    while not Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+        pass
+    assert is_dead(f"{os.uname().nodename}:{zombie.pid}:")
+    zombie.wait()
+
+
+@pytest.mark.slow
+def test_two_local_workers_share_a_brute_force_study(cli, tmp_path):
+    from tests.search.test_postgres import write_config
+
+    config = write_config(tmp_path, epochs=1)
+    result = cli("search", "-c", config, "--workers", "2", "--project-dir", tmp_path, "--project", "pair")
+    assert result.code == 0, result.stderr
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "pair" / "search" / "study.journal")))
+    study = optuna.load_study(study_name="pair", storage=storage)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    evaluated = [json.dumps(t.params, sort_keys=True) for t in complete]
+    assert len(complete) == len(set(evaluated)) == 16
+    assert "exited with status" not in result.stderr
