@@ -59,8 +59,20 @@ def _format_scalar(value: Any) -> str:
     if isinstance(value, dict):
         items = ", ".join(f"{_format_key(k)} = {_format_scalar(v)}" for k, v in value.items())
         return "{ " + items + " }" if items else "{}"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{text}"'
+    return f'"{_escape(str(value))}"'
+
+
+def _escape(text: str) -> str:
+    """A TOML basic-string body: backslash, quote and every control character escaped."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def _format_key(key: str) -> str:

@@ -1,0 +1,342 @@
+"""Properties, checked by hypothesis: quantizers, the config loader and the redefine pass."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import tomllib
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from machop.config.resolve import resolve_config
+from machop.config.schema import RunConfig
+from machop.config.toml_io import dumps_toml, read_toml, replace_na
+from machop.data import DatasetInfo
+from machop.errors import ConfigError, MachopError
+from machop.graph import Graph
+from machop.models import build_model
+from machop.passes import redefine_transform_pass
+from machop.quant import quantizers as Q
+from machop.quant.arithmetic import ARITHMETICS, InvalidOperand, OperandSpec
+
+PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                          HealthCheck.filter_too_much])
+NAMES = sorted(name for name, arith in ARITHMETICS.items() if arith.name == name)  # "fixed" is an alias
+
+# ------------------------------------------------------------------------------- quantizers
+
+values = st.lists(st.floats(-1e6, 1e6, width=32, allow_nan=False, allow_infinity=False),
+                  min_size=1, max_size=48)
+
+
+@st.composite
+def specs(draw: st.DrawFn, name: str, *, stochastic: bool | None = False) -> OperandSpec:
+    """A valid operand format of one arithmetic (formats its checks refuse are rejected)."""
+    kwargs: dict[str, Any] = {}
+    params = ARITHMETICS[name].params
+    width = draw(st.integers(1, 16))
+    if "width" in params:
+        kwargs["width"] = width
+    if "frac_width" in params:
+        kwargs["frac_width"] = draw(st.none() | st.integers(0, width))
+        kwargs["is_signed"] = draw(st.booleans())
+    if "exponent_width" in params:
+        kwargs["exponent_width"] = draw(st.integers(1, 8))
+    if "exponent_bias" in params:
+        kwargs["exponent_bias"] = draw(st.none() | st.integers(-8, 40))
+    if "block_size" in params:
+        kwargs["block_size"] = draw(st.integers(1, 64))
+    if "stochastic" in params:
+        kwargs["stochastic"] = draw(st.booleans()) if stochastic is None else stochastic
+        kwargs["bipolar"] = draw(st.booleans())
+    if "threshold" in params:
+        kwargs["threshold"] = draw(st.floats(0, 2))
+        kwargs["scaling_factor"] = draw(st.booleans())
+    try:
+        return OperandSpec(name, **kwargs)
+    except InvalidOperand:
+        assume(False)
+        raise
+
+
+def _floor_log2(q: torch.Tensor) -> torch.Tensor:
+    return torch.frexp(q.abs().double()).exponent - 1
+
+
+def _integral(t: torch.Tensor) -> bool:
+    return bool(torch.equal(t, t.round()))
+
+
+def on_grid(spec: OperandSpec, x: torch.Tensor, q: torch.Tensor) -> None:
+    """q holds only values of spec's format, inside its range."""
+    q64 = q.double()
+    if spec.arithmetic == "integer":
+        lo, hi = Q.integer_range(spec.width, spec.is_signed)
+        codes = q64 * 2.0**spec.frac_width
+        assert _integral(codes) and codes.min() >= lo and codes.max() <= hi
+    elif spec.arithmetic in ("minifloat_ieee", "minifloat_denorm"):
+        mantissa, bias = spec.width - 1 - spec.exponent_width, spec.exponent_bias
+        ieee = spec.arithmetic == "minifloat_ieee"
+        _, largest = (Q.minifloat_ieee_range if ieee else Q.minifloat_denorm_range)(
+            spec.width, spec.exponent_width, bias)
+        nonzero = q64[q64 != 0]
+        assume(nonzero.numel() > 0)
+        assert nonzero.abs().max() <= largest
+        binade = _floor_log2(nonzero)
+        # ieee: 1.m x 2^e, subnormals below 2^(1-bias); denorm: 0.m x 2^(E-bias), E >= 0
+        exponent = binade.clamp(min=1 - bias) if ieee else (binade + 1).clamp(min=-bias)
+        codes = nonzero.abs() / torch.pow(2.0, (exponent - mantissa).double())
+        assert _integral(codes) and codes.max() < 2 ** (mantissa + (1 if ieee else 0))
+    elif spec.arithmetic == "log":
+        bottom, top = Q.log_exponent_range(spec.width, spec.exponent_bias)
+        assert bool((q64 != 0).all())
+        mantissa, exponent = torch.frexp(q64.abs())
+        assert bool((mantissa == 0.5).all()) and bool(((exponent - 1 >= bottom) & (exponent - 1 <= top)).all())
+    elif spec.arithmetic == "block_fp":
+        mantissa = spec.width - 1
+        bottom, top = -spec.exponent_bias, 2**spec.exponent_width - 1 - spec.exponent_bias
+        block = spec.block_size[0]
+        for start in range(0, len(x), block):
+            chunk, qs = x[start:start + block].double(), q64[start:start + block]
+            peak = chunk.abs().max()
+            shared = (_floor_log2(peak) + 1).clamp(bottom, top) if peak > 0 else torch.tensor(bottom)
+            codes = qs / 2.0 ** (int(shared) - mantissa)
+            assert _integral(codes) and codes.abs().max() <= 2**mantissa - 1
+    elif spec.arithmetic == "binary":
+        allowed = {-1.0, 1.0} if spec.bipolar else {0.0, 1.0}
+        assert set(q64.tolist()) <= allowed
+    elif spec.arithmetic == "ternary":
+        magnitudes = set(q64.abs().tolist()) - {0.0}
+        assert len(magnitudes) <= 1
+        if spec.scaling_factor:
+            assert all(m <= x.abs().max().item() for m in magnitudes)
+        else:
+            assert magnitudes <= {1.0}
+    else:  # a new arithmetic needs its grid written down here
+        pytest.fail(f"no grid check for {spec.arithmetic}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+@PROPERTY
+@given(data=st.data(), xs=values)
+def test_quantizer_output_is_on_its_grid_and_in_range(name, data, xs):
+    spec = data.draw(specs(name, stochastic=None))
+    x = torch.tensor(xs, dtype=torch.float32)
+    on_grid(spec, x, spec.quantize(x))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@PROPERTY
+@given(data=st.data(), xs=values)
+def test_quantizer_is_idempotent(name, data, xs):
+    spec = data.draw(specs(name))
+    q = spec.quantize(torch.tensor(xs, dtype=torch.float32))
+    assert torch.equal(spec.quantize(q), q)
+
+
+MONOTONE = [name for name in NAMES if name != "block_fp"]
+
+
+@pytest.mark.parametrize("name", MONOTONE)
+@PROPERTY
+@given(data=st.data(), xs=values)
+def test_quantizer_is_monotone_non_decreasing(name, data, xs):
+    spec = data.draw(specs(name))
+    q = spec.quantize(torch.tensor(sorted(xs), dtype=torch.float32))
+    assert bool((q[1:] >= q[:-1]).all()), q
+
+
+@PROPERTY
+@given(data=st.data(), xs=values)
+def test_block_fp_is_monotone_within_one_block(data, xs):
+    spec = data.draw(specs("block_fp"))
+    x = torch.tensor(sorted(xs), dtype=torch.float32)
+    assume(spec.block_size[0] >= len(x))
+    q = spec.quantize(x)
+    assert bool((q[1:] >= q[:-1]).all()), q
+
+
+@pytest.mark.skip(reason="not a property of block_fp: blocks have their own exponents, so a larger "
+                         "value in a block with a larger peak can round below a smaller one elsewhere")
+def test_block_fp_is_monotone_across_blocks():
+    pass
+
+
+@pytest.mark.skip(reason="not a property of stochastic binary: each element is an independent draw")
+def test_stochastic_binary_is_monotone():
+    pass
+
+
+@pytest.mark.skip(reason="not a property of unipolar stochastic binary: P(1) = (x + 1) / 2, so a "
+                         "quantized 0 becomes 1 again with probability 1/2")
+def test_unipolar_stochastic_binary_is_idempotent():
+    pass
+
+
+@PROPERTY
+@given(xs=values, seed=st.integers(0, 2**16))
+def test_bipolar_stochastic_binary_is_idempotent(xs, seed):
+    generator = torch.Generator().manual_seed(seed)
+    q = Q.binary_quantize(torch.tensor(xs), stochastic=True, generator=generator)
+    assert torch.equal(Q.binary_quantize(q, stochastic=True, generator=generator), q)
+
+
+def test_block_fp_is_not_monotone_across_blocks_example():
+    x = torch.tensor([0.75, 1.0, 0.9, 100.0])  # blocks [0.75, 1.0] and [0.9, 100.0]
+    q = Q.block_fp_quantize(x, width=4, exponent_width=8, block_size=2)
+    assert q[2] < q[0]  # 0.9 rounds to 0 next to 100, 0.75 keeps its value next to 1.0
+
+
+@pytest.mark.parametrize("name", NAMES)
+@PROPERTY
+@given(data=st.data(), xs=values)
+def test_quantizer_gradient_is_straight_through(name, data, xs):
+    spec = data.draw(specs(name, stochastic=None))
+    x = torch.tensor(xs, dtype=torch.float32, requires_grad=True)
+    upstream = torch.linspace(-2, 3, len(xs))
+    spec.quantize(x).backward(upstream)
+    assert torch.equal(x.grad, upstream)
+
+
+# ---------------------------------------------------------------------------- config loader
+
+KEYS = [*RunConfig.model_fields, "lr", "modle", "",
+        "a b", "x.y", 'q"uote', "ünï"]
+scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.floats(allow_nan=True)
+           | st.text(max_size=12) | st.sampled_from(["NA", "digits", "jsc-tiny", "toy", "adam", "cosine", "auto"]))
+documents = st.recursive(
+    st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), scalars | st.lists(scalars, max_size=3),
+                    max_size=6),
+    lambda children: st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8),
+                                     children | scalars | st.lists(scalars, max_size=3), max_size=5),
+    max_leaves=20)
+
+
+@PROPERTY
+@given(document=documents)
+def test_any_toml_document_is_accepted_or_refused_with_a_config_error(tmp_path_factory, document):
+    path = tmp_path_factory.mktemp("toml") / "c.toml"
+    path.write_text(dumps_toml(document), encoding="utf-8")
+    try:
+        resolved = resolve_config(path)
+    except ConfigError:
+        return
+    assert set(resolved.file_values) <= set(resolved.config.model_fields)
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    if isinstance(value, dict):
+        return {k: _comparable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_comparable(v) for v in value]
+    return value
+
+
+@PROPERTY
+@given(document=documents)
+def test_dumps_toml_round_trips(document):
+    text = dumps_toml(document)
+    try:
+        parsed = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # pragma: no cover - a failure shows the text
+        raise AssertionError(f"dumps_toml wrote invalid TOML: {exc}\n{text}") from exc
+    assert _comparable(replace_na(parsed)) == _comparable(replace_na(document))
+
+
+def test_read_toml_refuses_non_utf8(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_bytes(b'model = "\xff"\n')
+    with pytest.raises(ConfigError, match="UTF-8"):
+        read_toml(path)
+
+
+# ----------------------------------------------------------------------------- redefine pass
+
+def round_half_up(value: float) -> int:
+    return math.floor(value + 0.5)
+
+
+multipliers = st.sampled_from([0.0625, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4]) | st.floats(0.07, 4.0)
+
+
+def jsc_three_linear_params(features: int, classes: int, h1: int, h2: int) -> int:
+    """BatchNorm(features) weight+bias, then Linear f->h1, h1->h2, h2->classes with biases."""
+    return 2 * features + (features * h1 + h1) + (h1 * h2 + h2) + (h2 * classes + classes)
+
+
+def test_formula_matches_the_documented_count():
+    assert jsc_three_linear_params(16, 5, 16, 16) == 661  # README: 661 parameters on JSC
+
+
+@PROPERTY
+@given(m2=multipliers, m4=multipliers)
+def test_redefine_jsc_three_linear_layers_parameter_count(m2, m4):
+    info = DatasetInfo("digits", 10, 64)
+    model = build_model("jsc-three-linear-layers", info)
+    graph = Graph(model, torch.randn(4, 1, 8, 8))
+    new, summary = redefine_transform_pass(graph, {
+        "by": "name", "seq_blocks_2": {"config": {"channel_multiplier": m2}},
+        "seq_blocks_4": {"config": {"channel_multiplier": m4}}})
+    h1, h2 = round_half_up(16 * m2), round_half_up(16 * m4)
+    expected = jsc_three_linear_params(64, 10, h1, h2)
+    assert summary["params_after"] == expected
+    assert sum(p.numel() for p in new.module.parameters()) == expected
+    out = new.module(torch.randn(5, 1, 8, 8))
+    assert out.shape == (5, 10) and bool(torch.isfinite(out).all())
+    assert sum(p.numel() for p in graph.module.parameters()) == jsc_three_linear_params(64, 10, 16, 16)
+
+
+class ToyMLP(nn.Module):
+    """Linear 8->12, BatchNorm, ReLU, Linear 12->6, BatchNorm, ReLU, Linear 6->3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 12), nn.BatchNorm1d(12), nn.ReLU(),
+                                 nn.Linear(12, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def toy_mlp_params(h1: int, h2: int) -> int:
+    """Each Linear: in*out + out; each BatchNorm: 2 * width (weight and bias; stats are buffers)."""
+    return (8 * h1 + h1) + 2 * h1 + (h1 * h2 + h2) + 2 * h2 + (h2 * 3 + 3)
+
+
+@PROPERTY
+@given(m1=multipliers, m2=multipliers, inherit=st.booleans(), absolute=st.booleans())
+def test_redefine_toy_mlp_with_batch_norm_parameter_count(m1, m2, inherit, absolute):
+    graph = Graph(ToyMLP().eval(), torch.randn(4, 8))
+    h1 = round_half_up(12 * m1)
+    h2 = round_half_up(6 * m2)
+    assume(h2 >= 1)
+    first = {"out_features": h1} if absolute else {"channel_multiplier": m1}
+    new, summary = redefine_transform_pass(graph, {
+        "by": "name", "inherit": inherit, "net_0": {"config": first},
+        "net_3": {"config": {"channel_multiplier": m2}}})
+    assert summary["params_after"] == toy_mlp_params(h1, h2)
+    assert sum(p.numel() for p in new.module.parameters()) == toy_mlp_params(h1, h2)
+    x = torch.randn(7, 8)
+    out = new.module.eval()(x)
+    assert out.shape == (7, 3) and bool(torch.isfinite(out).all())
+    if inherit and h1 >= 12 and h2 >= 6:
+        # widening with inherited weights preserves the function
+        torch.testing.assert_close(out, graph.module.eval()(x), atol=1e-5, rtol=1e-5)
+
+
+@PROPERTY
+@given(m=st.floats(1e-3, 1e3))
+def test_redefine_refuses_or_runs_for_any_multiplier(m):
+    graph = Graph(ToyMLP().eval(), torch.randn(4, 8))
+    try:
+        new, _ = redefine_transform_pass(graph, {"by": "name", "net_3": {"config": {"channel_multiplier": m}}})
+    except MachopError:
+        assert round_half_up(6 * m) < 1
+        return
+    assert new.module(torch.randn(2, 8)).shape == (2, 3)
