@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 import pytest
 import tomllib
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -19,7 +20,7 @@ from machop.data import DatasetInfo
 from machop.errors import ConfigError, MachopError
 from machop.graph import Graph
 from machop.models import build_model
-from machop.passes import redefine_transform_pass
+from machop.passes import apply_passes, redefine_transform_pass
 from machop.quant import quantizers as Q
 from machop.quant.arithmetic import ARITHMETICS, InvalidOperand, OperandSpec
 
@@ -340,3 +341,194 @@ def test_redefine_refuses_or_runs_for_any_multiplier(m):
         assert round_half_up(6 * m) < 1
         return
     assert new.module(torch.randn(2, 8)).shape == (2, 3)
+
+
+# ------------------------------------------------- section tables: only machop's own errors
+
+@functools.lru_cache(maxsize=1)
+def base_graph() -> Graph:
+    torch.manual_seed(0)
+    return Graph(build_model("jsc-three-linear-layers", DatasetInfo("digits", 10, 64)).eval(),
+                 torch.randn(4, 1, 8, 8))
+
+
+small = (st.none() | st.booleans() | st.integers(-3, 40) | st.floats(-2, 40) | st.just(math.nan)
+         | st.just(math.inf) | st.sampled_from(["NA", "integer", "x", "type", "output_only", "both"]))
+leaf = small | st.lists(small, max_size=3)
+widths = st.integers(0, 12) | small
+ARITHMETIC_NAMES = st.sampled_from([*NAMES, "fixed", "NA", "intger"]) | small
+FIELDS = ("width", "frac_width", "exponent_width", "exponent_bias", "block_size", "stochastic", "bipolar",
+          "threshold", "scaling_factor", "is_signed")
+QUANT_FIELDS = [f"{operand}_{field}" for operand in ("data_in", "weight", "bias", "data_out") for field in FIELDS]
+
+
+@st.composite
+def quant_config(draw: st.DrawFn) -> dict[str, Any]:
+    """Mostly well-formed quantize configs: an arithmetic and some of its operand fields."""
+    config: dict[str, Any] = {"name": draw(ARITHMETIC_NAMES)}
+    for key in draw(st.lists(st.sampled_from([*QUANT_FIELDS, "bypass", "weight_widht"]), max_size=5, unique=True)):
+        if key.endswith("block_size"):
+            config[key] = draw(st.integers(0, 20) | st.lists(st.integers(-1, 20), max_size=3) | small)
+        elif key.endswith(("stochastic", "bipolar", "scaling_factor", "is_signed")) or key == "bypass":
+            config[key] = draw(st.booleans() | small)
+        else:
+            config[key] = draw(widths)
+    return config
+
+
+KEYS_BY = {"type": ["linear", "relu"], "name": ["seq_blocks_1", "seq_blocks_2", "seq_blocks_4", "seq_blocks_6"],
+           "regex_name": ["seq_blocks_[246]", "seq_blocks_.*", "seq_blocks_[13]"]}
+
+
+@st.composite
+def pass_tables(draw: st.DrawFn, config: st.SearchStrategy) -> dict[str, Any]:
+    """A pass table whose keys fit its `by`; entries are mostly well-formed configs."""
+    by = draw(st.sampled_from(sorted(KEYS_BY)))
+    keys = draw(st.lists(st.sampled_from(KEYS_BY[by]), max_size=3, unique=True))
+    table: dict[str, Any] = {"by": by, **{key: {"config": draw(config)} for key in keys}}
+    if draw(st.booleans()):
+        table["default"] = {"config": draw(config)}
+    return table
+
+
+@PROPERTY
+@given(table=pass_tables(quant_config()))
+def test_quantize_pass_refuses_any_table_with_a_machop_error(table):
+    table.setdefault("default", {"config": {"name": None}})
+    try:
+        new, _ = apply_passes(base_graph(), [("quantize", table)])
+    except MachopError as exc:
+        event(f"refused: {str(exc)[:40]}")
+        return
+    event("accepted")
+    assert new.module(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+
+
+@st.composite
+def redefine_config(draw: st.DrawFn) -> dict[str, Any]:
+    """Simple or lab-schema redefine configs with mostly sensible values."""
+    config: dict[str, Any] = {}
+    multiplier = st.sampled_from([0.5, 1, 2, 3]) | st.floats(0.01, 8) | small
+    if draw(st.booleans()):
+        config["name"] = draw(st.sampled_from(["output_only", "both", "input_only", "scale", "x"]))
+        for key in draw(st.lists(st.sampled_from(["channel_multiplier", "channel_multiplier_in",
+                                                  "channel_multiplier_out", "parent"]), max_size=2, unique=True)):
+            config[key] = draw(st.sampled_from(KEYS_BY["name"])) if key == "parent" else draw(multiplier)
+    else:
+        key = draw(st.sampled_from(["channel_multiplier", "out_features", "channel_multiplier", "out_channels"]))
+        config[key] = draw(multiplier if key == "channel_multiplier" else st.integers(-1, 64) | small)
+        if draw(st.booleans()):
+            config["allow_output_change"] = draw(st.booleans() | small)
+    return config
+
+
+@PROPERTY
+@given(table=pass_tables(redefine_config()), inherit=st.booleans())
+def test_redefine_pass_refuses_any_table_with_a_machop_error(table, inherit):
+    try:
+        new, _ = apply_passes(base_graph(), [("redefine", {**table, "inherit": inherit})])
+    except MachopError as exc:
+        event(f"refused: {str(exc)[:40]}")
+        return
+    event("accepted")
+    assert new.module(torch.randn(3, 1, 8, 8)).shape[0] == 3
+
+
+strategy_leaf = small | st.sampled_from(["tpe", "random", "bruteforce", "maximize", "minimize", ">= 0.5",
+                                         "<= 1e6", "median"])
+SETUP_VALUES = {"sampler": st.sampled_from(["tpe", "random", "bruteforce", "grid", "TPE", "x"]),
+                "n_trials": st.integers(-1, 30), "n_jobs": st.integers(0, 3), "timeout": st.floats(-1, 100),
+                "sum_scaled_metrics": st.booleans(), "direction": st.sampled_from(["maximize", "minimize", "up"]),
+                "pruner": st.sampled_from(["none", "median", "hyperband", "x"]), "seed": st.integers(-1, 9)}
+
+
+@st.composite
+def strategy_tables(draw: st.DrawFn) -> dict[str, Any]:
+    """[search.strategy] tables: valid pieces mixed with the occasional wrong one."""
+    setup = {key: draw(values | strategy_leaf if draw(st.integers(0, 9)) == 0 else values)
+             for key, values in SETUP_VALUES.items() if draw(st.booleans())}
+    metrics = {name: {"scale": draw(st.floats(-2, 2) | strategy_leaf),
+                      "direction": draw(st.sampled_from(["maximize", "minimize"]) | strategy_leaf)}
+               for name in draw(st.lists(st.sampled_from(["accuracy", "bitops", "loss", "latency", "acc"]),
+                                         min_size=1, max_size=3, unique=True))}
+    sw = {name: draw(st.dictionaries(st.sampled_from(["data_loader", "num_samples", "max_epochs", "y"]),
+                                     st.sampled_from(["val_dataloader", "train", "x"]) | st.integers(-1, 64),
+                                     max_size=2))
+          for name in draw(st.lists(st.sampled_from(["basic_evaluation", "basic_train", "x"]), max_size=2,
+                                    unique=True))}
+    hw = {name: draw(st.dictionaries(st.sampled_from(["compare_to", "y"]), strategy_leaf, max_size=1))
+          for name in draw(st.lists(st.sampled_from(["bitops", "average_bitwidth", "latency", "x"]), max_size=2,
+                                    unique=True))}
+    table = {"setup": setup, "metrics": metrics, "sw_runner": sw, "hw_runner": hw}
+    if draw(st.booleans()):
+        table["constraints"] = draw(st.dictionaries(st.sampled_from(["accuracy", "bitops", "x"]),
+                                                    st.sampled_from([">= 0.5", "<= 1e6", "< 3", "about"])
+                                                    | strategy_leaf, max_size=2))
+    if draw(st.integers(0, 4)) == 0:
+        table[draw(st.sampled_from(["setup", "metrics", "sw_runner", "hw_runner", "name", "eval_mode"]))] = \
+            draw(strategy_leaf)
+    return table
+
+
+@PROPERTY
+@given(strategy=strategy_tables())
+def test_strategy_table_is_accepted_or_refused_with_a_search_error(strategy):
+    from machop.search.runners import build_runners, check_metrics_produced
+    from machop.search.settings import parse_strategy
+
+    try:
+        parsed = parse_strategy(strategy)
+        runners = build_runners(parsed.sw_runners, parsed.hw_runners)
+        check_metrics_produced(runners, [o.name for o in parsed.objectives])
+    except MachopError as exc:
+        event(f"refused: {str(exc)[:40]}")
+        return
+    event("accepted")
+
+
+choices = st.lists(st.integers(0, 10) | st.sampled_from(["NA", "integer", "x"]) | st.floats(0.01, 4),
+                   max_size=3) | small
+
+
+@st.composite
+def space_tables(draw: st.DrawFn, nested: bool = True) -> dict[str, Any]:
+    """[search.search_space] tables of each space, mostly well-formed."""
+    name = draw(st.sampled_from(["graph/quantize/mixed_precision_ptq", "graph/redefine/channel_multiplier"]
+                                + (["composite"] if nested else [])))
+    if name == "composite":
+        table: dict[str, Any] = {"name": name, "spaces": draw(st.lists(space_tables(nested=False), max_size=2))}
+        if draw(st.booleans()):
+            table["hyperparameters"] = draw(st.dictionaries(
+                st.sampled_from(["learning_rate", "batch_size", "max_epochs", "optimizer", "x"]), choices,
+                max_size=2))
+        return table
+    by = draw(st.sampled_from(["type", "name", "regex_name"]))
+    fields = (["name", "data_in_width", "weight_width", "weight_frac_width", "bias_width"]
+              if "quantize" in name else ["channel_multiplier", "out_features", "x"])
+    seeds = {key: {"config": draw(st.dictionaries(st.sampled_from(fields), choices, max_size=3))}
+             for key in draw(st.lists(st.sampled_from(["default", *KEYS_BY[by]]), min_size=1, max_size=3,
+                                      unique=True))}
+    setup = {"by": by}
+    if draw(st.booleans()):
+        setup["share_by_type" if "quantize" in name else "uniform"] = draw(st.booleans() | small)
+    return {"name": name, "setup": setup, "seed": seeds}
+
+
+@PROPERTY
+@given(space=space_tables(), data=st.data())
+def test_search_space_table_is_accepted_or_refused_with_a_machop_error(space, data):
+    from machop.search.spaces import build_space
+
+    try:
+        built = build_space(space, base_graph())
+    except MachopError as exc:
+        event(f"refused: {str(exc)[:40]}")
+        return
+    sample = {name: data.draw(st.sampled_from(values)) for name, values in built.choices().items()}
+    try:
+        candidate = built.build(sample, base_graph())
+    except MachopError as exc:
+        event(f"candidate refused: {str(exc)[:40]}")
+        return
+    event("accepted")
+    candidate.graph.module(torch.randn(3, 1, 8, 8))

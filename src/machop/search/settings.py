@@ -171,6 +171,8 @@ def parse_strategy(strategy: dict[str, Any]) -> StrategySettings:
         raise SearchError("search.strategy must be a table")
     _check_keys(strategy, STRATEGY_KEYS, "")
     setup = strategy.get("setup") or {}
+    if not isinstance(setup, dict):
+        raise _fail("setup", f"must be a table, got {setup!r}")
     _check_keys(setup, SETUP_KEYS, "setup")
     exhaustive = str(strategy.get("name", "optuna")).lower() in ("bruteforce", "brute_force", "brute-force")
     settings = StrategySettings(
