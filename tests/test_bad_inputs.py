@@ -203,6 +203,11 @@ def _jsc_csv(rows: int = 60) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _non_finite_csv() -> str:
+    header, first, *rest = _jsc_csv().splitlines()
+    return "\n".join([header, "inf" + first[first.index(","):], *rest]) + "\n"
+
+
 def _jsc_file(c: Ctx, name: str, content: str | bytes) -> str:
     c.write(f"data/jsc/{name}", content)
     return str(c.tmp / "data")
@@ -270,10 +275,14 @@ def _existing_study(c: Ctx) -> list[Any]:
     return ["search", "-c", changed, "--project", "s"]
 
 
-def _report_unknown_study(c: Ctx) -> list[Any]:
+def _searched(c: Ctx) -> Path:
     first = c.cli("search", "-c", search(c), "--project-dir", c.projects, "--project", "s")
     assert first.code == 0, first.stderr
-    return ["report", c.projects / "s", "--study-name", "nope"]
+    return c.projects / "s"
+
+
+def _report_unknown_study(c: Ctx) -> list[Any]:
+    return ["report", _searched(c), "--study-name", "nope"]
 
 
 CASES: dict[str, tuple[Callable[[Ctx], list[Any]], str]] = {
@@ -538,6 +547,9 @@ seed = 3
         c, "jets.csv", _jsc_csv()[:-200]))(c), "jets.csv"),
     "corrupt jsc csv": (lambda c: _train("jsc-tiny", "jsc", "--data-dir", _jsc_file(
         c, "jets.csv", b"\x00\xff\xfe garbage\n" * 20))(c), "jets.csv"),
+    "non-finite jsc feature": (lambda c: _train("jsc-tiny", "jsc", "--data-dir", _jsc_file(
+        c, "jets.csv", _non_finite_csv()))(c),
+        "non-finite"),
     "truncated jsc parquet": (lambda c: _train("jsc-tiny", "jsc", "--data-dir", _truncated_parquet(c))(c),
                               "jets.parquet"),
     "corrupt jsc hdf5": (lambda c: _train("jsc-tiny", "jsc", "--data-dir", _jsc_file(
@@ -570,6 +582,10 @@ seed = 3
     "report with a bogus storage": (lambda c: ["report", "--storage", "bogus://"], "bogus://"),
     "report of an unknown study": (_report_unknown_study, "'nope'"),
     "report without arguments": (lambda c: ["report"], "--storage"),
+    "report into an unwritable folder": (lambda c: ["report", _searched(c), "--out", "/proc/machop"],
+                                         "/proc/machop"),
+    "report into a file": (lambda c: ["report", _searched(c), "--out", c.write("blocker", "x")], "blocker"),
+    "analyze with no metric": (lambda c: ["analyze", JSC3, "digits", "--metrics", ","], "no metric named"),
 }
 
 

@@ -63,6 +63,8 @@ def run(argv: list[str] | None = None) -> int:
         return _fail("interrupted") and EXIT_INTERRUPTED
     except MachopError as exc:
         return _fail(str(exc), exc)
+    except OSError as exc:  # a path the user named cannot be read or written (permissions, a file in the way)
+        return _fail(f"{type(exc).__name__}: {exc}", exc)
     return 0
 
 

@@ -76,7 +76,8 @@ def resolve_metric_names(names: Iterable[str] | None) -> list[str]:
         if name not in METRICS:
             raise ConfigError(unknown_name("metric", name, METRICS))
     if not chosen:
-        raise ConfigError(f"no metric named (valid: {', '.join(METRICS)})")
+        raise ConfigError(f"no metric named: give one or more comma-separated names "
+                          f"(valid: {', '.join(METRICS)})")
     return chosen
 
 
