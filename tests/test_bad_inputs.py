@@ -163,6 +163,12 @@ class Net(nn.Module):
 """
 
 
+def _net(init: str, forward: str, features: str = "num_features") -> str:
+    return (f"from torch import nn\n\nclass Net(nn.Module):\n    def __init__({init}):\n"
+            f"        super().__init__()\n        self.fc = nn.Linear({features}, 10)\n"
+            f"    def forward(self, x):\n        return {forward}\n")
+
+
 def user_model(c: Ctx, source: str, name: str = "Net") -> str:
     return f"{c.write('net.py', source)}:{name}"
 
@@ -518,6 +524,15 @@ seed = 3
                                 "not a torch.nn.Module"),
     "user model not callable": (lambda c: ["train", user_model(c, "Net = 3\n"), "digits"],
                                 "is not a class or function"),
+    "user model of the wrong input width": (lambda c: ["train", user_model(
+        c, _net("self", "self.fc(x.flatten(1))", "3")), "digits"], "does not run on dataset 'digits'"),
+    "user model of the wrong output width": (lambda c: ["analyze", user_model(
+        c, _net("self, num_features", "self.fc(x.flatten(1))[:, :3]")), "digits"], "returns shape (2, 3)"),
+    "user model returning a tuple": (lambda c: ["train", user_model(
+        c, _net("self, num_features", "(self.fc(x.flatten(1)), x)")), "digits"], "returns tuple"),
+    "user model without parameters": (lambda c: ["train", user_model(
+        c, "from torch import nn\n\nclass Net(nn.Module):\n    def forward(self, x):\n"
+           "        return x.flatten(1)[:, :10]\n"), "digits"], "parameters"),
     "user model module missing": (lambda c: ["train", "no_such_pkg.models:Net", "digits"], "no_such_pkg"),
     "user model not traceable (analyze)": (lambda c: ["analyze", user_model(c, NOT_TRACEABLE), "digits",
                                                       "--metrics", "params"], "torch.fx cannot trace"),
@@ -589,7 +604,9 @@ seed = 3
 }
 
 
-XFAIL = {"strategy.setup not a table": "search.run._set_up merges {**strategy_table.get('setup')} before "
+XFAIL = {"user model without parameters": "train.fit builds the optimizer from an empty parameter list: "
+                                          "ValueError; refuse a model without trainable parameters",
+         "strategy.setup not a table": "search.run._set_up merges {**strategy_table.get('setup')} before "
                                         "parse_strategy checks it is a table: TypeError",
          "train_base not a boolean": "search.run accepts any truthy [search] train_base; check it is a boolean",
          "corrupt journal storage": "a journal file that is not Optuna's JSON lines raises JSONDecodeError from "

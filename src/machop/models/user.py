@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from machop.data.dataset import DatasetInfo
@@ -78,4 +79,28 @@ def build_user_model(spec: str, info: DatasetInfo, model_args: dict[str, Any]) -
         raise ModelError(f"could not build {spec!r}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
         raise ModelError(f"{spec!r} returned {type(model).__name__}, not a torch.nn.Module")
+    check_fits_dataset(model, info, f"model {spec!r}")
     return model
+
+
+def check_fits_dataset(model: nn.Module, info: DatasetInfo, what: str) -> None:
+    """Run `model` on a zero batch of the dataset's shape: it must give one score per class."""
+    shape = (2, *(info.image_size or (info.num_features,)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(torch.zeros(shape))
+    except Exception as exc:  # user code may raise anything
+        message = " ".join(str(exc).split())[:200]
+        raise ModelError(f"{what} does not run on dataset {info.name!r} (a batch of shape {shape}): "
+                         f"{type(exc).__name__}: {message}") from exc
+    finally:
+        model.train(was_training)
+    expected = (shape[0], info.num_classes)
+    if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+        raise ModelError(f"{what} returns {type(output).__name__}; it must return one tensor of "
+                         f"class scores of shape (batch, {info.num_classes})")
+    if tuple(output.shape) != expected:
+        raise ModelError(f"{what} returns shape {tuple(output.shape)} for a batch of shape {shape}; "
+                         f"dataset {info.name!r} needs {expected} (one score per class)")
