@@ -100,14 +100,17 @@ def test_liveness():
 
 
 @pytest.mark.slow
-def test_two_local_workers_share_a_brute_force_study(cli, tmp_path):
+@pytest.mark.parametrize("explicit_storage", [False, True])
+def test_two_local_workers_share_a_brute_force_study(cli, tmp_path, explicit_storage):
     from tests.search.test_postgres import write_config
 
     config = write_config(tmp_path, epochs=1)
-    result = cli("search", "-c", config, "--workers", "2", "--project-dir", tmp_path, "--project", "pair")
+    journal = tmp_path / "elsewhere.journal" if explicit_storage else tmp_path / "pair" / "search" / "study.journal"
+    storage_flag = ["--storage", f"journal:{journal}"] if explicit_storage else []
+    result = cli("search", "-c", config, "--workers", "2", *storage_flag, "--project-dir", tmp_path,
+                 "--project", "pair")
     assert result.code == 0, result.stderr
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(tmp_path / "pair" / "search" / "study.journal")))
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
     study = optuna.load_study(study_name="pair", storage=storage)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     evaluated = [json.dumps(t.params, sort_keys=True) for t in complete]

@@ -234,11 +234,20 @@ def _warn_failed_workers(jobs: list[Any]) -> None:
 def _worker_main(config: dict[str, Any], overrides: dict[str, Any], storage: str, study_name: str,
                  index: int) -> None:
     """Entry point of one spawned worker process: one torch thread, its own sampler seed."""
+    import sys
+
     import torch
+
+    from machop.errors import MachopError
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    setup = _set_up(RunConfig.model_validate(config), overrides)
-    storage_url = storage if "://" in storage else f"journal:{storage}"
-    study, _, _ = _open_study(setup, storage_url, Path(storage).parent, study_name, index, True)
-    _run_here(setup, study)
+    try:
+        setup = _set_up(RunConfig.model_validate(config), overrides)
+        path = storage.removeprefix("journal:")
+        storage_url = f"journal:{path}" if is_journal(storage) else storage
+        study, _, _ = _open_study(setup, storage_url, Path(path).parent, study_name, index, True)
+        _run_here(setup, study)
+    except MachopError as exc:
+        print(f"error: worker {index}: {exc}", file=sys.stderr)
+        sys.exit(2)
