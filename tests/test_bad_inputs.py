@@ -18,6 +18,7 @@ from typing import Any, get_args, get_origin
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from machop.config.schema import RunConfig
 from machop.data import DatasetInfo
@@ -187,6 +188,26 @@ def _truncated_checkpoint(c: Ctx) -> Path:
     data = path.read_bytes()
     path.unlink()
     return c.write("half.ckpt", data[: len(data) // 2])
+
+
+def _machop_checkpoint(c: Ctx, **changes: Any) -> Path:
+    from machop.train.checkpoint import FORMAT
+
+    payload = {"format": FORMAT, "version": 1, "model": JSC3, "model_args": {},
+               "dataset_info": {"name": "digits", "num_classes": 10, "num_features": 64, "image_size": [1, 8, 8]},
+               "config": {}, "passes": [], "extra": {},
+               "state_dict": build_model(JSC3, DatasetInfo("digits", 10, 64)).state_dict()}
+    payload.update(changes)
+    payload = {k: v for k, v in payload.items() if v is not None}
+    path = c.tmp / "tampered.ckpt"
+    torch.save(payload, path)
+    return path
+
+
+def _pickled_misfit(c: Ctx) -> Path:
+    path = c.tmp / "whole.pt"
+    torch.save(nn.Linear(3, 2), path)
+    return path
 
 
 def _list_checkpoint(c: Ctx) -> Path:
@@ -554,6 +575,20 @@ seed = 3
     "checkpoint holds no weights": (lambda c: ["test", JSC3, "digits", "--load", _list_checkpoint(c)], "list.pt"),
     "checkpoint of the wrong type": (lambda c: ["test", JSC3, "digits", "--load", _jsc_tiny_weights(c),
                                                 "--load-type", "machop"], "jsc_tiny.pt"),
+    "machop checkpoint without weights": (lambda c: ["test", "--load", _machop_checkpoint(c, state_dict=None)],
+                                          "tampered.ckpt"),
+    "machop checkpoint with non-tensor weights": (lambda c: ["test", "--load", _machop_checkpoint(
+        c, state_dict=3)], "tampered.ckpt"),
+    "machop checkpoint with malformed passes": (lambda c: ["test", "--load", _machop_checkpoint(
+        c, passes=[["quantize"]])], "tampered.ckpt"),
+    "machop checkpoint with malformed dataset info": (lambda c: ["test", "--load", _machop_checkpoint(
+        c, dataset_info={"name": "digits"})], "tampered.ckpt"),
+    "machop checkpoint with unknown pass": (lambda c: ["test", "--load", _machop_checkpoint(
+        c, passes=[["quantise", {}]])], "unknown pass 'quantise'"),
+    "machop checkpoint of an unknown model": (lambda c: ["test", "--load", _machop_checkpoint(c, model="nope")],
+                                              "unknown model 'nope'"),
+    "pickled model that does not fit the dataset": (lambda c: ["test", JSC3, "digits", "--load", _pickled_misfit(c),
+                                                               "--load-type", "mz"], "whole.pt"),
     # --- data files
     "missing data file": (lambda c: ["train", "jsc-tiny", "jsc", "--data-dir", c.tmp / "nodata"], "nodata"),
     "corrupt jsc arff": (lambda c: _train("jsc-tiny", "jsc", "--data-dir", _jsc_file(
@@ -604,7 +639,16 @@ seed = 3
 }
 
 
-XFAIL = {"user model without parameters": "train.fit builds the optimizer from an empty parameter list: "
+CHECKPOINT_BUG = ("train.checkpoint._normalise trusts the fields of a machop-format payload (KeyError, "
+                  "TypeError, ValueError); validate state_dict, passes and dataset_info as a CheckpointError")
+XFAIL = {"machop checkpoint without weights": CHECKPOINT_BUG,
+         "machop checkpoint with non-tensor weights": CHECKPOINT_BUG,
+         "machop checkpoint with malformed passes": CHECKPOINT_BUG,
+         "machop checkpoint with malformed dataset info": CHECKPOINT_BUG,
+         "pickled model that does not fit the dataset": "api.prepare returns a pickled module without checking it "
+                                                        "runs on the dataset: RuntimeError in evaluate; call "
+                                                        "machop.models.user.check_fits_dataset on it",
+         "user model without parameters": "train.fit builds the optimizer from an empty parameter list: "
                                           "ValueError; refuse a model without trainable parameters",
          "strategy.setup not a table": "search.run._set_up merges {**strategy_table.get('setup')} before "
                                         "parse_strategy checks it is a table: TypeError",
