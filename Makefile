@@ -33,13 +33,14 @@ EXP_DIR ?= outputs/experiments
 FIGURES := docs/figures
 
 # docs/experiments.md: experiments 1-4 and 6 on digits from scratch, figures copied to docs/figures/.
+# One torch thread each: these models are too small for intra-op threads to pay on a busy CPU.
 experiments: install
 	rm -rf $(EXP_DIR) && mkdir -p $(EXP_DIR) $(FIGURES)
 	@start=$$(date +%s); \
 	for step in "search quant_grid" "compare-samplers samplers_small" "compare-samplers samplers_large" \
 	            "search width_uniform" "search width_nonuniform" "search joint_width_precision"; do \
 		set -- $$step; t0=$$(date +%s); \
-		$(MACHOP) $$1 --config examples/$$2.toml --project-dir $(EXP_DIR) > $(EXP_DIR)/$$2.log 2>&1 \
+		OMP_NUM_THREADS=1 $(MACHOP) $$1 --config examples/$$2.toml --project-dir $(EXP_DIR) > $(EXP_DIR)/$$2.log 2>&1 \
 			|| { tail -20 $(EXP_DIR)/$$2.log; exit 1; }; \
 		echo "$$2: $$(( $$(date +%s) - t0 )) s (log: $(EXP_DIR)/$$2.log)"; \
 	done; \
