@@ -425,19 +425,25 @@ def _heatmap_title(study: optuna.Study, trials: list[FrozenTrial], params: list[
     return "\n".join(lines)
 
 
+def heatmap_metrics(trials: list[FrozenTrial]) -> tuple[list[str], dict[str, float]]:
+    """(metrics drawn as panels, constant metrics only named in the title)."""
+    metrics, hidden = split_constant_metrics(trials)
+    if metrics and len(metrics) + len(hidden) > MAX_PANELS:
+        return metrics, hidden
+    # A flat panel says "this metric does not depend on these parameters" (FLOPs under simulated
+    # quantization); only a crowded figure lists the constants in its title instead.
+    shown = set(metrics) | set(hidden)
+    return [name for name in info.metric_names(trials) if name in shown], {}
+
+
 def plot_heatmaps(study: optuna.Study, path: Path | str, params: Sequence[str] | None = None,
                   importances: Importances | None = None) -> Path | None:
     """One heatmap per recorded metric over two parameters; None when no two parameters apply."""
     trials = info.complete_trials(study)
     chosen = (_checked_params(study, trials, params) if params
               else heatmap_params(study, trials, importances))
-    metrics, hidden = split_constant_metrics(trials)
-    constant = set(hidden)
-    if not metrics or len(metrics) + len(hidden) <= MAX_PANELS:
-        # A flat panel says "this metric does not depend on these parameters" (FLOPs under
-        # simulated quantization); only a crowded figure lists the constants in its title instead.
-        shown = set(metrics) | constant
-        metrics, hidden = [name for name in info.metric_names(trials) if name in shown], {}
+    metrics, hidden = heatmap_metrics(trials)
+    constant = set(split_constant_metrics(trials)[1])
     if chosen is None or not metrics:
         return None
     axes = (param_choices(study, trials, chosen[0]), param_choices(study, trials, chosen[1]))
@@ -485,11 +491,7 @@ def sweep_values(trials: list[FrozenTrial], metric: str, param: str, choices: li
 
 def sweep_metrics(trials: list[FrozenTrial]) -> list[str]:
     """The metrics a sweep shows: every recorded one while few, else those that vary."""
-    varying, constant = split_constant_metrics(trials)
-    if varying and len(varying) + len(constant) > MAX_PANELS:
-        return varying
-    shown = set(varying) | set(constant)
-    return [name for name in info.metric_names(trials) if name in shown]
+    return heatmap_metrics(trials)[0]
 
 
 def _draw_sweep(ax: Any, positions: np.ndarray, labels: list[str], values: np.ndarray, metric: str,
