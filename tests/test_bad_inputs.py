@@ -460,8 +460,9 @@ data_in_width = 8
     "sum_scaled_metrics not a boolean": (lambda c: ["search", "-c", search(
         c, replace={"n_trials = 2": 'n_trials = 2\nsum_scaled_metrics = "no"'})], "sum_scaled_metrics"),
     "nan timeout": (lambda c: ["search", "-c", search(c), "--timeout", "nan"], "timeout"),
-    "train_base not a boolean": (lambda c: ["search", "-c", search(c, space='[search]\ntrain_base = "yes"\n'
-                                                                   + SPACE)], "train_base"),
+    "train_base not a boolean": (lambda c: ["search", "-c", config(
+        c, '[search]\ntrain_base = "yes"\n' + SPACE + STRATEGY,
+        head=f'model = "{JSC3}"\ndataset = "digits"\nmax_epochs = 1\n')], "train_base"),
     "corrupt journal storage": (lambda c: ["search", "-c", search(c), "--storage",
                                            f"journal:{c.write('bad.journal', '{not json')}"], "bad.journal"),
     "search_space name not a string": (lambda c: ["search", "-c", search(c, replace={
