@@ -54,7 +54,10 @@ def run(argv: list[str] | None = None) -> int:
     state.DEBUG = "--debug" in argv
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="machop", standalone_mode=False)
+        # Typer turns Ctrl-C into Exit(130), which click returns (not raises) outside standalone mode.
+        returned = command.main(args=argv, prog_name="machop", standalone_mode=False)
+        if returned == EXIT_INTERRUPTED:
+            raise KeyboardInterrupt
     except typer.Exit as exc:
         return exc.exit_code
     except typer.TyperException as exc:
