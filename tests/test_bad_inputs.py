@@ -118,6 +118,17 @@ def search(c: Ctx, *, space: str = SPACE, strategy: str = STRATEGY, replace: dic
     return config(c, text)
 
 
+COMPOSITE = """
+[search.search_space]
+name = "composite"
+[[search.search_space.spaces]]
+name = "graph/redefine/channel_multiplier"
+seed.seq_blocks_2.config.channel_multiplier = [1, 2]
+[search.search_space.hyperparameters]
+learning_rate = [1e-3, 1e-2]
+"""
+
+
 # ------------------------------------------------------------------- wrong types, per key
 
 def _wrong_value(name: str) -> Any:
@@ -381,6 +392,8 @@ data_in_width = 8
         "passes.redefine.bye"),
     "passes.redefine config unknown key": (lambda c: ["transform", "-c", redefine(
         c, 'by = "name"\n[passes.redefine.seq_blocks_2.config]\nchannel_multiplir = 2')], "'channel_multiplir'"),
+    "passes.redefine node unknown key": (lambda c: ["transform", "-c", redefine(
+        c, 'by = "name"\n[passes.redefine.seq_blocks_2]\nconfg = {channel_multiplier = 2}')], "confg"),
     "passes.redefine unknown node": (lambda c: ["transform", "-c", redefine(
         c, 'by = "name"\n[passes.redefine.seq_blocks_9.config]\nchannel_multiplier = 2')], "seq_blocks_9"),
     # --- widths and sizes
@@ -491,6 +504,21 @@ data_in_width = 8
     "search seed unknown node": (lambda c: ["search", "-c", search(
         c, space=SPACE + "[search.search_space.seed.seq_blocks_9.config]\nname = [\"integer\"]\n")],
         "seq_blocks_9"),
+    "composite spaces entry unknown key": (lambda c: ["search", "-c", search(c, space=COMPOSITE.replace(
+        'name = "graph/redefine/channel_multiplier"', 'name = "graph/redefine/channel_multiplier"\nsetp = 1'))],
+        "'setp'"),
+    "composite unknown hyperparameter": (lambda c: ["search", "-c", search(c, space=COMPOSITE.replace(
+        "learning_rate = [", "learning_rat = ["))], "learning_rat"),
+    "composite negative learning rate": (lambda c: ["search", "-c", search(c, space=COMPOSITE.replace(
+        "learning_rate = [1e-3, 1e-2]", "learning_rate = [-1e-3, 1e-2]"))], "learning_rate"),
+    "composite zero batch size": (lambda c: ["search", "-c", search(c, space=COMPOSITE.replace(
+        "learning_rate = [1e-3, 1e-2]", "batch_size = [0, 32]"))], "batch_size"),
+    "channel space setup unknown key": (lambda c: ["search", "-c", search(c, space="""
+[search.search_space]
+name = "graph/redefine/channel_multiplier"
+setup = { by = "name", uniformm = true }
+seed.seq_blocks_2.config.channel_multiplier = [1, 2]
+""")], "uniformm"),
     "strategy unknown key": (lambda c: ["search", "-c", search(c, replace={'name = "optuna"':
                                                                            'name = "optuna"\nmode = 1'})],
                              "'mode'"),

@@ -61,8 +61,9 @@ def _check_pattern(pass_name: str, pattern: str) -> None:
 
 def _entry_config(pass_name: str, key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or "config" not in value:
+        found = f" (it has {', '.join(map(repr, value))})" if isinstance(value, dict) and value else ""
         raise PassError(f"[passes.{pass_name}.{key}] must be a table with a 'config' table, "
-                        f"e.g. [passes.{pass_name}.{key}.config]")
+                        f"e.g. [passes.{pass_name}.{key}.config]{found}")
     extra = sorted(set(value) - {"config"})
     if extra:
         raise PassError(f"[passes.{pass_name}.{key}] has unknown key {extra[0]!r} (valid: config)")
