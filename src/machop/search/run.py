@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 
 from machop.config.schema import RunConfig
-from machop.errors import ConfigError, SearchError
+from machop.errors import ConfigError
 from machop.search import records
 from machop.search.evaluator import TrialEvaluator
 from machop.search.loop import run_trials
@@ -24,6 +24,7 @@ from machop.search.study import (
     check_same_search,
     create_or_resume,
     is_journal,
+    missing_study,
     open_storage,
     redact,
     requeue_dead,
@@ -116,8 +117,7 @@ def _set_up(config: RunConfig, overrides: dict[str, Any]) -> _Setup:
 def _check_journal_exists(storage_url: str | None, search_dir: Path, study_name: str) -> None:
     path = search_dir / "study.journal" if storage_url is None else Path(storage_url.removeprefix("journal:"))
     if not path.is_file():
-        raise SearchError(f"study {study_name!r} does not exist in the storage (no journal at "
-                          f"{str(path)!r}); start it without --worker first")
+        raise missing_study(study_name, f" (no journal at {str(path)!r})")
 
 
 def _check_database_study(setup: _Setup, storage_url: str, study_name: str, join_only: bool) -> None:
@@ -129,8 +129,7 @@ def _check_database_study(setup: _Setup, storage_url: str, study_name: str, join
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         if join_only:
-            raise SearchError(f"study {study_name!r} does not exist in the storage; start it without "
-                              "--worker first") from None
+            raise missing_study(study_name) from None
         return
     check_same_search(study, setup.attrs)
 

@@ -113,6 +113,11 @@ def check_same_search(study: optuna.Study, attrs: dict[str, Any]) -> None:
                           f"(differs in: {shown}); use the study's config, another --study-name or project")
 
 
+def missing_study(name: str, where: str = "") -> SearchError:
+    """The error of a worker asked to join a study that nobody created."""
+    return SearchError(f"study {name!r} does not exist in the storage{where}; start it without --worker first")
+
+
 def _load(storage: optuna.storages.BaseStorage, name: str, sampler: optuna.samplers.BaseSampler,
           pruner: optuna.pruners.BasePruner) -> optuna.Study | None:
     try:
@@ -128,8 +133,7 @@ def create_or_resume(storage: optuna.storages.BaseStorage, name: str, directions
     study = _load(storage, name, sampler, pruner)
     if study is None:
         if join_only:
-            raise SearchError(f"study {name!r} does not exist in the storage; start it without "
-                              "--worker first")
+            raise missing_study(name)
         try:
             study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
                                         directions=directions)
