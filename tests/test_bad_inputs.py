@@ -157,6 +157,18 @@ WRONG_TYPE_CASES = {
 }
 
 
+def _flag_cases() -> dict[str, tuple[Callable[[Ctx], list[Any]], str]]:
+    """A word for every numeric flag of the config commands."""
+    from machop.cli.options import CONFIG_FLAGS
+
+    return {f"wrong type for flag {flag.names[0]}": (
+        (lambda c, name=flag.names[0]: ["train", "toy", "toy-tiny", name, "abc"]),
+        f"Invalid value for '{flag.names[0]}'") for flag in CONFIG_FLAGS if flag.type in (int, float)}
+
+
+WRONG_FLAG_CASES = _flag_cases()
+
+
 # ------------------------------------------------------------------------ user models
 
 NOT_TRACEABLE = """
@@ -348,6 +360,7 @@ CASES: dict[str, tuple[Callable[[Ctx], list[Any]], str]] = {
     "bad model_args": (lambda c: ["train", "-c", config(c, "[model_args]\nwidth = 3\n", 'model = "jsc-tiny"\n'
                                                         'dataset = "digits"\n')], "takes no argument 'width'"),
     **WRONG_TYPE_CASES,
+    **WRONG_FLAG_CASES,
     # --- registry names
     "unknown model": (_train("jsc-tinny", "digits"), "unknown model 'jsc-tinny'; did you mean 'jsc-tiny'"),
     "unknown dataset": (_train("jsc-tiny", "mnist"), "unknown dataset 'mnist'"),
@@ -586,6 +599,8 @@ seed = 3
     "user model module missing": (lambda c: ["train", "no_such_pkg.models:Net", "digits"], "no_such_pkg"),
     "user model not traceable (analyze)": (lambda c: ["analyze", user_model(c, NOT_TRACEABLE), "digits",
                                                       "--metrics", "params"], "torch.fx cannot trace"),
+    "user model not traceable (search)": (lambda c: ["search", "-c", search(c), user_model(c, NOT_TRACEABLE)],
+                                          "torch.fx cannot trace"),
     "user model not traceable (transform)": (lambda c: ["transform", "-c", quantize(c, INTEGER8),
                                                         "--project", "p", user_model(c, NOT_TRACEABLE)],
                                              "torch.fx cannot trace"),
