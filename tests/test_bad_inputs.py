@@ -710,10 +710,12 @@ XFAIL = {"machop checkpoint without weights": CHECKPOINT_BUG,
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(reason=XFAIL[name], strict=True))
                                   if name in XFAIL else name for name in CASES])
-def test_bad_input(cli, tmp_path, name):
+def test_bad_input(cli, tmp_path, monkeypatch, name):
     build_args, expected = CASES[name]
     ctx = Ctx(tmp_path, cli)
     ctx.projects.mkdir()
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # whatever lands in a relative path is in the snapshot too
     args = build_args(ctx)
     if args[0] not in NO_PROJECT_DIR and "--project-dir" not in args and name not in OWN_PROJECT_DIR:
         args = [*args, "--project-dir", ctx.projects]
