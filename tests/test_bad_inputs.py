@@ -343,6 +343,11 @@ CASES: dict[str, tuple[Callable[[Ctx], list[Any]], str]] = {
     "invalid choice flag": (_train("toy", "toy-tiny", "--optimizer", "rmsprop"), "'training_optimizer'"),
     "zero batch size flag": (_train("toy", "toy-tiny", "--batch-size", "0"), "'batch_size'"),
     "negative learning rate flag": (_train("toy", "toy-tiny", "--lr", "-1"), "'learning_rate'"),
+    "negative seed": (_train("toy", "toy-tiny", "--seed", "-5"), "'seed'"),
+    "seed too large": (_train("toy", "toy-tiny", "--seed", str(2**70)), "'seed'"),
+    "strategy seed too large": (lambda c: ["search", "-c", search(c, replace={"n_trials = 2":
+                                                                              "n_trials = 2\nseed = 18446744073709551616"})],
+                                "setup.seed"),
     "unsupported task": (_train("toy", "toy-tiny", "--task", "lm"), "'task'"),
     "zero devices": (_train("toy", "toy-tiny", "--devices", "0"), "'num_devices'"),
     "unknown info topic": (lambda c: ["info", "samplers"], "unknown info topic 'samplers'"),

@@ -27,7 +27,7 @@ class RunConfig(BaseModel):
         "info", description="logging verbosity")
     report_to: Literal["tensorboard", "wandb", "none"] = Field(
         "tensorboard", description="accepted for MASE configs; metrics go to metrics.json")
-    seed: int = Field(0, description="seed for data order, initialisation and samplers")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed for data order, initialisation and samplers")
     quant_config: str | None = Field(None, description="accepted for MASE configs; unused")
     training_optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="optimizer")
     trainer_precision: Literal[PRECISIONS] = Field(  # type: ignore[valid-type]

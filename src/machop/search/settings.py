@@ -94,9 +94,11 @@ def _check_keys(table: dict[str, Any], valid: tuple[str, ...], path: str) -> Non
             raise _fail(path, f"unknown key {key!r}{suggestion} (valid: {', '.join(valid)})")
 
 
-def _int(value: Any, path: str, minimum: int) -> int:
+def _int(value: Any, path: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise _fail(path, f"must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise _fail(path, f"must be an integer <= {maximum}, got {value!r}")
     return value
 
 
@@ -184,7 +186,7 @@ def parse_strategy(strategy: dict[str, Any]) -> StrategySettings:
         sum_scaled_metrics=_bool(setup.get("sum_scaled_metrics", True), "setup.sum_scaled_metrics"),
         direction=_choice(setup.get("direction", "maximize"), DIRECTIONS, "setup.direction", "direction"),
         pruner=_choice(setup.get("pruner", "none"), PRUNERS, "setup.pruner", "pruner"),
-        seed=_int(setup["seed"], "setup.seed", 0) if "seed" in setup else None,
+        seed=_int(setup["seed"], "setup.seed", 0, 2**32 - 1) if "seed" in setup else None,
         heartbeat_interval=_int(setup.get("heartbeat_interval", 10), "setup.heartbeat_interval", 1),
         objectives=_objectives(strategy.get("metrics")),
         sw_runners=_runners(strategy.get("sw_runner"), "sw_runner"),
