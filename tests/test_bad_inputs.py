@@ -550,6 +550,12 @@ seed.seq_blocks_2.config.channel_multiplier = [1, 2]
                               "'num_sample'"),
     "hw runner unknown option": (lambda c: ["search", "-c", search(
         c, extra="[search.strategy.hw_runner.bitops]\nfoo = 1\n")], "'foo'"),
+    "basic_train learning rate not a number": (lambda c: ["search", "-c", search(c, replace={
+        "[search.strategy.sw_runner.basic_evaluation]": "[search.strategy.sw_runner.basic_train]",
+        'data_loader = "val_dataloader"': 'learning_rate = "fast"'})], "learning_rate"),
+    "basic_train zero epochs": (lambda c: ["search", "-c", search(c, replace={
+        "[search.strategy.sw_runner.basic_evaluation]": "[search.strategy.sw_runner.basic_train]",
+        'data_loader = "val_dataloader"': "max_epochs = 0"})], "max_epochs"),
     "zero trials": (lambda c: ["search", "-c", search(c, replace={"n_trials = 2": "n_trials = 0"})],
                     "n_trials"),
     "unknown direction": (lambda c: ["search", "-c", search(c, replace={'"maximize"': '"maximise"'})],
@@ -696,7 +702,10 @@ seed = 3
 
 CHECKPOINT_BUG = ("train.checkpoint._normalise trusts the fields of a machop-format payload (KeyError, "
                   "TypeError, ValueError); validate state_dict, passes and dataset_info as a CheckpointError")
-XFAIL = {"machop checkpoint without weights": CHECKPOINT_BUG,
+RUNNER_BUG = ("search.runners.BasicTrain accepts any training option; every trial then fails. Check them "
+              "up front, e.g. with search.spaces.composite.HYPERPARAMETERS")
+XFAIL = {"basic_train learning rate not a number": RUNNER_BUG, "basic_train zero epochs": RUNNER_BUG,
+         "machop checkpoint without weights": CHECKPOINT_BUG,
          "machop checkpoint with non-tensor weights": CHECKPOINT_BUG,
          "machop checkpoint with malformed passes": CHECKPOINT_BUG,
          "machop checkpoint with malformed dataset info": CHECKPOINT_BUG,
