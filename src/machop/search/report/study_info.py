@@ -125,11 +125,14 @@ def split_metrics(metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     return software, hardware
 
 
+STALE = "failed by the heartbeat check: its worker stopped (crashed, frozen or cut off); re-queued"
+
+
 def fail_reason(trial: FrozenTrial) -> str | None:
     """Why a trial failed, as the strategy recorded it."""
     reason = trial.user_attrs.get(records.TRIAL_FAIL)
     if reason is None and trial.state == TrialState.FAIL:
-        reason = trial.system_attrs.get("fail_reason")
+        reason = trial.system_attrs.get("fail_reason") or STALE
     return None if reason is None else str(reason)
 
 
