@@ -714,9 +714,6 @@ XFAIL = {"basic_train learning rate not a number": RUNNER_BUG, "basic_train zero
                                                         "machop.models.user.check_fits_dataset on it",
          "user model without parameters": "train.fit builds the optimizer from an empty parameter list: "
                                           "ValueError; refuse a model without trainable parameters",
-         "strategy.setup not a table": "search.run._set_up merges {**strategy_table.get('setup')} before "
-                                        "parse_strategy checks it is a table: TypeError",
-         "train_base not a boolean": "search.run accepts any truthy [search] train_base; check it is a boolean",
          "corrupt journal storage": "a journal file that is not Optuna's JSON lines raises JSONDecodeError from "
                                     "open_storage/create_or_resume; catch it as a SearchError naming the file",
          }

@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 
 from machop.config.schema import RunConfig
-from machop.errors import ConfigError
+from machop.errors import ConfigError, SearchError
 from machop.search import records
 from machop.search.evaluator import TrialEvaluator
 from machop.search.loop import run_trials
@@ -71,6 +71,9 @@ def _search_tables(config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(space, dict) or not isinstance(strategy, dict):
         raise ConfigError("search needs [search.search_space] and [search.strategy] tables "
                           "in the config (see configs/quickstart.toml)")
+    train_base = config.search.get("train_base", False)
+    if not isinstance(train_base, bool):
+        raise ConfigError(f"search.train_base must be true or false, got {train_base!r}")
     return space, strategy
 
 
@@ -88,7 +91,11 @@ def _set_up(config: RunConfig, overrides: dict[str, Any]) -> _Setup:
     from machop.train.settings import TrainSettings
 
     space_table, strategy_table = _search_tables(config)
-    setup_table = {**(strategy_table.get("setup") or {}),
+    setup_given = strategy_table.get("setup")
+    if setup_given is not None and not isinstance(setup_given, dict):
+        # checked here because the --n-trials/--sampler overrides are merged into it before parse_strategy
+        raise SearchError(f"search.strategy.setup: must be a table, got {setup_given!r}")
+    setup_table = {**(setup_given or {}),
                    **{key: value for key, value in overrides.items() if value is not None}}
     settings = parse_strategy({**strategy_table, "setup": setup_table})
     runners = build_runners(settings.sw_runners, settings.hw_runners)
