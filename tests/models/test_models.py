@@ -139,3 +139,13 @@ def test_user_model_errors(tmp_path, user_file, spec, message):
 
 def test_registry_is_plain_dict():
     assert isinstance(MODELS, dict) and "jsc-tiny" in MODELS
+
+
+def test_jsc_three_linear_layers_without_the_final_relu():
+    info = DatasetInfo("digits", 10, 64)
+    with_relu = build_model("jsc-three-linear-layers", info)
+    without = build_model("jsc-three-linear-layers", info, {"final_relu": False})
+    assert sum(p.numel() for p in without.parameters()) == sum(p.numel() for p in with_relu.parameters())
+    assert isinstance(list(without.modules())[-1], torch.nn.Linear)
+    x = torch.randn(4, 64)
+    assert (without.eval()(x) < 0).any() and not (with_relu.eval()(x) < 0).any()

@@ -49,12 +49,16 @@ def jsc_s(info: DatasetInfo, hidden: tuple[int, ...] = (64, 32, 32, 32)) -> nn.M
     ])
 
 
-def jsc_three_linear_layers(info: DatasetInfo, hidden: int = 16) -> nn.Module:
-    """BatchNorm, ReLU, then three Linear+ReLU (f->16->16->c); linears are seq_blocks_2/4/6."""
+def jsc_three_linear_layers(info: DatasetInfo, hidden: int = 16, final_relu: bool = True) -> nn.Module:
+    """BatchNorm, ReLU, then three Linear+ReLU (f->16->16->c); linears are seq_blocks_2/4/6.
+
+    MASE's architecture ends in a ReLU on the class scores, which can leave classes that are never
+    predicted; `final_relu = false` (in [model_args]) drops it and changes no parameter count.
+    """
     f, c = info.num_features, info.num_classes
     return SequentialMLP([
         nn.BatchNorm1d(f), nn.ReLU(),
         nn.Linear(f, hidden), nn.ReLU(),
         nn.Linear(hidden, hidden), nn.ReLU(),
-        nn.Linear(hidden, c), nn.ReLU(),
+        nn.Linear(hidden, c), *([nn.ReLU()] if final_relu else []),
     ])

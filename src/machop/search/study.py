@@ -101,7 +101,8 @@ def _search_identity(attrs: dict[str, Any]) -> dict[str, Any]:
     return {"search_space": config.get("search_space"),
             "objectives": attrs.get(records.STUDY_OBJECTIVES),
             "space": attrs.get(records.STUDY_SPACE),
-            "model": {key: (attrs.get(records.STUDY_MODEL) or {}).get(key) for key in ("model", "dataset")}}
+            "model": {key: (attrs.get(records.STUDY_MODEL) or {}).get(key) for key in ("model", "dataset")},
+            "model_args": (attrs.get(records.STUDY_RUN_CONFIG) or {}).get("model_args") or {}}
 
 
 def check_same_search(study: optuna.Study, attrs: dict[str, Any]) -> None:
