@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin
 
 import numpy as np
+import optuna
 import pytest
 import torch
 from torch import nn
@@ -496,6 +497,15 @@ data_in_width = 8
         head=f'model = "{JSC3}"\ndataset = "digits"\nmax_epochs = 1\n')], "train_base"),
     "corrupt journal storage": (lambda c: ["search", "-c", search(c), "--storage",
                                            f"journal:{c.write('bad.journal', '{not json')}"], "bad.journal"),
+    "journal storage with a corrupt middle line": (lambda c: ["search", "-c", search(c), "--storage", c.write(
+        "mid.journal", '{"op_code":0,"worker_id":"w","study_name":"s","directions":[1]}\ngarbage\n{"op_code":0}\n')],
+        "corrupt at line 2"),
+    "journal storage of JSON lines without op_code": (lambda c: ["search", "-c", search(c), "--storage",
+                                                                 c.write("other.journal", '{"a": 1}\n')],
+                                                      "other.journal"),
+    "journal storage with records of the wrong shape": (lambda c: ["search", "-c", search(c), "--storage",
+                                                                   c.write("shape.journal", '{"op_code":0}\n')],
+                                                        "shape.journal"),
     "search_space name not a string": (lambda c: ["search", "-c", search(c, replace={
         'name = "graph/quantize/mixed_precision_ptq"': "name = 3"})], "search space 3"),
     "space by not a string": (lambda c: ["search", "-c", search(c, replace={'by = "type"': "by = 3"})], "by = 3"),
@@ -556,6 +566,12 @@ seed.seq_blocks_2.config.channel_multiplier = [1, 2]
     "basic_train zero epochs": (lambda c: ["search", "-c", search(c, replace={
         "[search.strategy.sw_runner.basic_evaluation]": "[search.strategy.sw_runner.basic_train]",
         'data_loader = "val_dataloader"': "max_epochs = 0"})], "max_epochs"),
+    "basic_train unknown scheduler": (lambda c: ["search", "-c", search(c, replace={
+        "[search.strategy.sw_runner.basic_evaluation]": "[search.strategy.sw_runner.basic_train]",
+        'data_loader = "val_dataloader"': 'lr_scheduler = "step"'})], "basic_train.lr_scheduler"),
+    "basic_train negative eta_min": (lambda c: ["search", "-c", search(c, replace={
+        "[search.strategy.sw_runner.basic_evaluation]": "[search.strategy.sw_runner.basic_train]",
+        'data_loader = "val_dataloader"': "eta_min = -1.0"})], "basic_train.eta_min"),
     "zero trials": (lambda c: ["search", "-c", search(c, replace={"n_trials = 2": "n_trials = 0"})],
                     "n_trials"),
     "unknown direction": (lambda c: ["search", "-c", search(c, replace={'"maximize"': '"maximise"'})],
@@ -638,6 +654,16 @@ seed = 3
         c, passes=[["quantize"]])], "tampered.ckpt"),
     "machop checkpoint with malformed dataset info": (lambda c: ["test", "--load", _machop_checkpoint(
         c, dataset_info={"name": "digits"})], "tampered.ckpt"),
+    "machop checkpoint with a non-string model": (lambda c: ["test", "--load", _machop_checkpoint(c, model=3)],
+                                                  "'model' field"),
+    "machop checkpoint with list model_args": (lambda c: ["test", "--load", _machop_checkpoint(
+        c, model_args=[1, 2])], "'model_args' field"),
+    "machop checkpoint with dataset info not a table": (lambda c: ["test", "--load", _machop_checkpoint(
+        c, dataset_info="digits")], "'dataset_info' field"),
+    "machop checkpoint with passes not a list": (lambda c: ["test", "--load", _machop_checkpoint(
+        c, passes="quantize")], "'passes' field"),
+    "machop checkpoint from a newer format": (lambda c: ["test", "--load", _machop_checkpoint(c, version=99)],
+                                              "'version' field"),
     "machop checkpoint with unknown pass": (lambda c: ["test", "--load", _machop_checkpoint(
         c, passes=[["quantise", {}]])], "unknown pass 'quantise'"),
     "machop checkpoint of an unknown model": (lambda c: ["test", "--load", _machop_checkpoint(c, model="nope")],
@@ -692,6 +718,9 @@ seed = 3
     "report of a missing folder": (lambda c: ["report", c.tmp / "nowhere"], "study.journal"),
     "report with a bogus storage": (lambda c: ["report", "--storage", "bogus://"], "bogus://"),
     "report of an unknown study": (_report_unknown_study, "'nope'"),
+    "report of a corrupt journal": (lambda c: ["report", "--storage", "journal:" + str(c.write("r.journal",
+                                                                                             "x\ny\n"))],
+                                    "r.journal"),
     "report without arguments": (lambda c: ["report"], "--storage"),
     "report into an unwritable folder": (lambda c: ["report", _searched(c), "--out", "/proc/machop"],
                                          "/proc/machop"),
@@ -700,23 +729,7 @@ seed = 3
 }
 
 
-CHECKPOINT_BUG = ("train.checkpoint._normalise trusts the fields of a machop-format payload (KeyError, "
-                  "TypeError, ValueError); validate state_dict, passes and dataset_info as a CheckpointError")
-RUNNER_BUG = ("search.runners.BasicTrain accepts any training option; every trial then fails. Check them "
-              "up front, e.g. with search.spaces.composite.HYPERPARAMETERS")
-XFAIL = {"basic_train learning rate not a number": RUNNER_BUG, "basic_train zero epochs": RUNNER_BUG,
-         "machop checkpoint without weights": CHECKPOINT_BUG,
-         "machop checkpoint with non-tensor weights": CHECKPOINT_BUG,
-         "machop checkpoint with malformed passes": CHECKPOINT_BUG,
-         "machop checkpoint with malformed dataset info": CHECKPOINT_BUG,
-         "pickled model that does not fit the dataset": "api.prepare returns a pickled module without checking it "
-                                                        "runs on the dataset: RuntimeError in evaluate; call "
-                                                        "machop.models.user.check_fits_dataset on it",
-         "user model without parameters": "train.fit builds the optimizer from an empty parameter list: "
-                                          "ValueError; refuse a model without trainable parameters",
-         "corrupt journal storage": "a journal file that is not Optuna's JSON lines raises JSONDecodeError from "
-                                    "open_storage/create_or_resume; catch it as a SearchError naming the file",
-         }
+XFAIL: dict[str, str] = {}  # case name -> the bug that makes it fail, for a case added before its fix
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(reason=XFAIL[name], strict=True))
@@ -742,3 +755,20 @@ def test_bad_input(cli, tmp_path, monkeypatch, name):
 
 def test_catalogue_is_large():
     assert len(CASES) >= 40
+
+
+def test_journal_cut_off_mid_record_resumes(cli, tmp_path):
+    """A writer killed inside a record leaves its start; the search resumes and appends after it."""
+    path = tmp_path / "study.journal"
+    conf = search(Ctx(tmp_path, cli))
+    assert cli("search", "-c", conf, "--storage", path, "--study-name", "s", "--project-dir", tmp_path / "p").code == 0
+    records = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(records) + records[-1][:20])
+    result = cli("search", "-c", conf, "--storage", path, "--study-name", "s", "--project-dir", tmp_path / "p",
+                 "--n-trials", "3")
+    assert result.code == 0, result.stderr
+    assert path.read_bytes().startswith(b"".join(records))
+    assert all(line.startswith(b'{"op_code":') for line in path.read_bytes().splitlines())
+    study = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(path))))
+    assert len([t for t in study.trials if t.state.is_finished()]) == 3

@@ -23,7 +23,7 @@ from machop.project import Project
 from machop.train.checkpoint import Checkpoint, apply_checkpoint, read_checkpoint, save_checkpoint
 from machop.train.device import resolve_device, resolve_precision
 from machop.train.evaluate import evaluate
-from machop.train.fit import EpochEnd, FitResult, fit
+from machop.train.fit import EpochEnd, FitResult, check_trainable, fit
 from machop.train.settings import TrainSettings
 
 log = logging.getLogger("machop")
@@ -102,6 +102,10 @@ def prepare(config: RunConfig, *, multi_process: bool = False) -> Prepared:
         model = _rebuild_transformed(model, dataset, checkpoint.passes)
     if checkpoint is not None:
         model = apply_checkpoint(model, checkpoint, config.load_name)
+    if checkpoint is not None and checkpoint.module is not None:  # a pickled module replaces the built one
+        from machop.models.user import check_fits_dataset
+
+        check_fits_dataset(model, dataset.info, f"pickled model {str(config.load_name)!r}")
     return Prepared(config=config, dataset=dataset, model=model, checkpoint=checkpoint)
 
 
@@ -152,6 +156,7 @@ def train(config: RunConfig, *, progress: bool = False) -> TrainOutcome:
 
 def _prepare_rank_zero(config: RunConfig) -> Prepared:
     prepared = prepare(config, multi_process=True)
+    check_trainable(prepared.model)
     Project.from_config(prepared.config).check_writable()
     return prepared
 
@@ -170,6 +175,7 @@ def _train(prepared: Prepared, ranks: Any, *, progress: bool) -> TrainOutcome:
     from machop.train.distributed import note_batchnorm
 
     config = prepared.config
+    check_trainable(prepared.model)  # before the project folder is made
     project = Project.from_config(config)
     writer = ranks is None or ranks.is_zero
     if ranks is None:

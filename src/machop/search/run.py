@@ -121,8 +121,12 @@ def _set_up(config: RunConfig, overrides: dict[str, Any]) -> _Setup:
     return _Setup(prepared.config, settings, evaluator, attrs, budget, overrides)
 
 
+def _journal_path(storage_url: str | None, search_dir: Path) -> Path:
+    return search_dir / "study.journal" if storage_url is None else Path(storage_url.removeprefix("journal:"))
+
+
 def _check_journal_exists(storage_url: str | None, search_dir: Path, study_name: str) -> None:
-    path = search_dir / "study.journal" if storage_url is None else Path(storage_url.removeprefix("journal:"))
+    path = _journal_path(storage_url, search_dir)
     if not path.is_file():
         raise missing_study(study_name, f" (no journal at {str(path)!r})")
 
@@ -170,6 +174,8 @@ def search(config: RunConfig, *, storage: str | None = None, study_name: str | N
     name = study_name or setup.config.project_name()
     if worker and is_journal(storage):
         _check_journal_exists(storage, search_dir, name)
+    if is_journal(storage) and _journal_path(storage, search_dir).is_file():
+        open_storage(storage, search_dir)  # refuses a corrupt journal before a base is trained or a folder made
     if not is_journal(storage):
         _check_database_study(setup, storage, name, worker)
     Project(search_dir).check_writable()

@@ -101,6 +101,32 @@ def _refuse_several_processes(options: dict[str, Any]) -> None:
                           "search.strategy.setup.n_jobs for parallel trials)")
 
 
+def _train_option_rules() -> dict[str, tuple[Callable[[Any], bool], str]]:
+    """What each basic_train option accepts: the search space's hyperparameter rules, plus the schedule."""
+    from machop.search.spaces.composite import HYPERPARAMETERS
+
+    def integer(minimum: int) -> Callable[[Any], bool]:
+        return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+    return {**HYPERPARAMETERS,
+            "lr_scheduler": (lambda v: v in ("cosine", "none"), "one of cosine, none"),
+            "t_max": (integer(1), "a positive integer"),
+            "eta_min": (number, "a number >= 0"),
+            "max_steps": (integer(-1), "an integer >= -1 (-1: no limit)")}
+
+
+def _check_train_options(options: dict[str, Any]) -> None:
+    """Refuse a bad training option before the first trial, not in every trial."""
+    rules = _train_option_rules()
+    for key, value in options.items():
+        valid, what = rules[key]
+        if not valid(value):
+            raise SearchError(f"search.strategy.sw_runner.basic_train.{key} must be {what}, got {value!r}")
+
+
 class BasicTrain(BasicEvaluation):
     """Train the candidate (quantization-aware when it is quantized), then evaluate it."""
 
@@ -113,6 +139,7 @@ class BasicTrain(BasicEvaluation):
         self.split = _split(self.name, options, "val_dataloader")
         self.num_samples = _num_samples(self.name, options)
         self.train_options = {k: options[k] for k in self.TRAIN_KEYS if k in options}
+        _check_train_options(self.train_options)
 
     def __call__(self, graph: Any, run: RunContext, overrides: dict[str, Any]) -> dict[str, float | None]:
         from machop.train.fit import fit

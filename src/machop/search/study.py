@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from machop.errors import SearchError
 from machop.search import records
 from machop.search.claims import counted_trials  # noqa: F401  (re-exported for reports and progress)
-from machop.search.journal import TrialDurableJournalBackend
+from machop.search.journal import TrialDurableJournalBackend, check_journal, corrupt_journal
 from machop.search.workers import is_dead
 
 DEFAULT_STORAGE_FILE = "study.journal"
@@ -75,7 +75,11 @@ def open_storage(url: str | None, search_dir: Path, *, heartbeat_interval: int =
     """The storage behind a URL, or the default journal file in the search folder."""
     if is_journal(url):
         path = str(search_dir / DEFAULT_STORAGE_FILE) if url is None else url.removeprefix("journal:")
-        return optuna.storages.JournalStorage(TrialDurableJournalBackend(path)), path
+        check_journal(path)
+        try:
+            return optuna.storages.JournalStorage(TrialDurableJournalBackend(path)), path
+        except (KeyError, TypeError, ValueError, AssertionError) as exc:  # records of the wrong shape
+            raise corrupt_journal(path, None, f"{type(exc).__name__}: {exc}") from None
     try:
         return _rdb_storage(url, heartbeat_interval, grace_period), url
     except ImportError as exc:

@@ -95,6 +95,80 @@ def _strip_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return state_dict
 
 
+def _field_error(path: Path, name: str, problem: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {str(path)!r} has a malformed {name!r} field: {problem}")
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _dataset_info(path: Path, info: Any) -> DatasetInfo | None:
+    if info is None:
+        return None
+    if not isinstance(info, dict):
+        raise _field_error(path, "dataset_info", f"expected a table, got {type(info).__name__}")
+    if not isinstance(info.get("name"), str):
+        raise _field_error(path, "dataset_info", f"'name' must be a string, got {info.get('name')!r}")
+    for key, minimum in (("num_classes", 1), ("num_features", 0)):
+        if not _is_int(info.get(key), minimum):
+            raise _field_error(path, "dataset_info", f"{key!r} must be an integer >= {minimum}, "
+                                                     f"got {info.get(key)!r}")
+    size = info.get("image_size")
+    if size is not None and not (isinstance(size, (list, tuple)) and len(size) == 3
+                                 and all(_is_int(n, 1) for n in size)):
+        raise _field_error(path, "dataset_info", f"'image_size' must be 3 positive integers, got {size!r}")
+    names = info.get("class_names")
+    if names is not None and not (isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)):
+        raise _field_error(path, "dataset_info", f"'class_names' must be a list of strings, got {names!r}")
+    return DatasetInfo.from_dict(info)
+
+
+def _passes(path: Path, passes: Any) -> list[tuple[str, dict[str, Any]]]:
+    if passes is None:
+        return []
+    if not isinstance(passes, (list, tuple)):
+        raise _field_error(path, "passes", f"expected a list of [name, arguments], got {type(passes).__name__}")
+    for index, entry in enumerate(passes):
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str)
+                and isinstance(entry[1], dict)):
+            raise _field_error(path, "passes", f"entry {index} must be [name, arguments], got {entry!r}")
+    return [(name, args) for name, args in passes]
+
+
+def _table(path: Path, obj: dict[str, Any], name: str) -> dict[str, Any]:
+    value = obj.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _field_error(path, name, f"expected a table, got {type(value).__name__}")
+    return value
+
+
+def _machop_payload(path: Path, obj: dict[str, Any]) -> Checkpoint:
+    """A machop-format payload, every field checked: the file may have been written by anything."""
+    version = obj.get("version")
+    if not _is_int(version, 1) or version > FORMAT_VERSION:
+        raise _field_error(path, "version", f"expected {FORMAT_VERSION} or lower, got {version!r} "
+                                            "(written by a newer machop?)")
+    state = obj.get("state_dict")
+    if state is None:
+        raise CheckpointError(f"checkpoint {str(path)!r} has no 'state_dict' (the model weights)")
+    if not (isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                            for k, v in state.items())):
+        raise _field_error(path, "state_dict", "expected a table of parameter names to tensors, got "
+                                               + (type(state).__name__ if not isinstance(state, dict)
+                                                  else "non-tensor entries"))
+    model = obj.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _field_error(path, "model", f"expected a model name, got {model!r}")
+    return Checkpoint(kind="machop", state_dict=state, model_name=model,
+                      model_args=_table(path, obj, "model_args"),
+                      dataset_info=_dataset_info(path, obj.get("dataset_info")),
+                      config=_table(path, obj, "config"), passes=_passes(path, obj.get("passes")),
+                      extra=_table(path, obj, "extra"))
+
+
 def _normalise(path: Path, obj: Any, kind: str) -> Checkpoint:
     found = _detect_kind(obj)
     if kind == "mz" or found == "mz":
@@ -108,13 +182,7 @@ def _normalise(path: Path, obj: Any, kind: str) -> Checkpoint:
                                   f"(it looks like {found!r}; use --load-type auto)")
         return Checkpoint(kind="pt", state_dict=_strip_prefix(obj))
     if found == "machop":
-        info = obj.get("dataset_info")
-        return Checkpoint(kind="machop", state_dict=obj["state_dict"], model_name=obj.get("model"),
-                          model_args=obj.get("model_args") or {},
-                          dataset_info=DatasetInfo.from_dict(info) if info else None,
-                          config=obj.get("config") or {},
-                          passes=[(name, args) for name, args in obj.get("passes") or []],
-                          extra=obj.get("extra") or {})
+        return _machop_payload(path, obj)
     if found == "pl":
         state = obj["state_dict"]
         if not _is_state_dict(state):

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from machop.data.batches import iterate_batches, num_batches
 from machop.data.dataset import Dataset, Split
-from machop.errors import TrainingError
+from machop.errors import ModelError, TrainingError
 from machop.train.device import Precision, resolve_device, resolve_precision
 from machop.train.distributed import Ranks, shard_bounds
 from machop.train.evaluate import evaluate
@@ -182,6 +182,13 @@ def _train_epoch(model: nn.Module, split: Split, settings: TrainSettings, steppe
     return {"train_loss": train_loss, "train_accuracy": train_accuracy}
 
 
+def check_trainable(model: nn.Module) -> None:
+    """Refuse a model the optimizer could not update (no parameter that requires a gradient)."""
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        raise ModelError(f"model {type(model).__name__} has no trainable parameters, so there is nothing "
+                         "to train; give it parameters (e.g. an nn.Linear) or use `machop test`")
+
+
 def fit(model: nn.Module, dataset: Dataset, settings: TrainSettings, *,
         on_epoch_end: EpochCallback | None = None, progress: bool = False,
         restore_best: bool = True, ranks: Ranks | None = None) -> FitResult:
@@ -191,6 +198,7 @@ def fit(model: nn.Module, dataset: Dataset, settings: TrainSettings, *,
     rank 0 alone validates the plain model and broadcasts the metrics, so the history is the
     same on every rank and `on_epoch_end` sees the unwrapped model.
     """
+    check_trainable(model)
     device = ranks.device if ranks is not None else resolve_device(settings.accelerator)
     precision = resolve_precision(settings.precision, device)
     model.to(device=device, dtype=precision.param_dtype)
