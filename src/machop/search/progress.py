@@ -43,7 +43,7 @@ class SearchProgress:
 
     def poll(self) -> None:
         """Refresh from the storage (other processes may have finished trials)."""
-        from machop.search.study import counted_trials
+        from machop.search.claims import counted_trials
 
         if self._progress is not None:
             done = min(counted_trials(self.study), self.budget)

@@ -12,7 +12,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from machop.errors import SearchError
 from machop.search import records
-from machop.search.claims import counted_trials  # noqa: F401  (re-exported for reports and progress)
 from machop.search.journal import TrialDurableJournalBackend, check_journal, corrupt_journal
 from machop.search.workers import is_dead
 
