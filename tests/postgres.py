@@ -98,7 +98,7 @@ class PostgresServer:
         self._run("initdb", "-D", str(self.data), "-U", USER, "--auth=scram-sha-256",
                   f"--pwfile={password_file}", "-E", "UTF8", "--no-sync")
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60")
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"),
                   "-w", "-t", "60", "start")
         self.pid = int((self.data / "postmaster.pid").read_text().split()[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -64,11 +65,17 @@ def _start(command: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 
 
-def _load(url: str, name: str) -> optuna.Study | None:
+@functools.lru_cache(maxsize=None)
+def _storage(url: str) -> optuna.storages.BaseStorage:
+    """One storage (one connection pool) per database for the whole test session."""
     from machop.search.study import open_storage
 
+    return open_storage(url, Path("."))[0]
+
+
+def _load(url: str, name: str) -> optuna.Study | None:
     try:
-        return optuna.load_study(study_name=name, storage=open_storage(url, Path("."))[0])
+        return optuna.load_study(study_name=name, storage=_storage(url))
     except KeyError:
         return None
 

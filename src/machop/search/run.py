@@ -138,11 +138,12 @@ def _check_database_study(setup: _Setup, storage_url: str, study_name: str, join
                               grace_period=settings.grace_period)
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
+        check_same_search(study, setup.attrs)
     except KeyError:
         if join_only:
             raise missing_study(study_name) from None
-        return
-    check_same_search(study, setup.attrs)
+    finally:
+        storage.engine.dispose()  # the run opens its own storage later; keep no idle connections
 
 
 def _open_study(setup: _Setup, storage_url: str | None, search_dir: Path, study_name: str,

@@ -181,12 +181,8 @@ def requeue_dead(study: optuna.Study, grace_period: float = 40) -> int:
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
     storage = study._storage
-    before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-    if is_heartbeat_enabled(storage):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
     heartbeat = is_heartbeat_enabled(storage)
+    requeued = _fail_stale_heartbeats(study) if heartbeat else 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not _abandoned(trial, heartbeat, grace_period):
             continue
@@ -196,4 +192,14 @@ def requeue_dead(study: optuna.Study, grace_period: float = 40) -> int:
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker got there first
         requeue(study, trial.number, trial.params)
-    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - before
+        requeued += 1
+    return requeued
+
+
+def _fail_stale_heartbeats(study: optuna.Study) -> int:
+    """Optuna's stale-heartbeat check (its callback re-queues); how many copies it queued."""
+    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return max(0, len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) - waiting)
