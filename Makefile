@@ -21,38 +21,25 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 DEMO_CONFIG  := configs/demo_digits.toml
-DEMO_PROJECT := $(DEMO_DIR)/demo-digits
+DEMO_SEEDS   ?= 5
 
 demo: install
-	$(MACHOP) train --config $(DEMO_CONFIG) --project-dir $(DEMO_DIR)
-	$(MACHOP) test --config $(DEMO_CONFIG) --project-dir $(DEMO_DIR) --load $(DEMO_PROJECT)/checkpoints/best.ckpt
-	$(PY) -m machop.demo $(DEMO_PROJECT)
+	$(PY) -m machop.demo --config $(DEMO_CONFIG) --seeds $(DEMO_SEEDS) --project-dir $(DEMO_DIR)
 	$(MACHOP) search --config configs/quickstart.toml --project-dir $(DEMO_DIR)
 
 EXP_DIR ?= outputs/experiments
+EXP_THREADS ?= 1
 FIGURES := docs/figures
+EXP_PAGE := $(PY) -m machop.search.report.experiments_page
 
-# docs/experiments.md: experiments 1-4 and 6 on digits from scratch, figures copied to docs/figures/.
-# One torch thread each: these models are too small for intra-op threads to pay on a busy CPU.
+# docs/experiments.md: experiments 1-4 and 6 on digits from scratch, each one `machop` command with
+# EXP_THREADS torch threads (one by default: these models are too small for intra-op threads to pay
+# on a busy CPU), timed; then the figures are copied to docs/figures/ and every results block of the
+# page is rewritten from the outputs, so the page quotes exactly what this run gave.
 experiments: install
 	rm -rf $(EXP_DIR) && mkdir -p $(EXP_DIR) $(FIGURES)
-	@start=$$(date +%s); \
-	for step in "search quant_grid" "compare-samplers samplers_small" "compare-samplers samplers_large" \
-	            "search width_uniform" "search width_nonuniform" "search joint_width_precision"; do \
-		set -- $$step; t0=$$(date +%s); \
-		OMP_NUM_THREADS=1 $(MACHOP) $$1 --config examples/$$2.toml --project-dir $(EXP_DIR) > $(EXP_DIR)/$$2.log 2>&1 \
-			|| { tail -20 $(EXP_DIR)/$$2.log; exit 1; }; \
-		echo "$$2: $$(( $$(date +%s) - t0 )) s (log: $(EXP_DIR)/$$2.log)"; \
-	done; \
-	echo "experiments: $$(( $$(date +%s) - start )) s in all; CPU time (user, system) of this shell, then of the commands:"; times
-	cp $(EXP_DIR)/exp1-quant-grid/search/plots/heatmaps.png $(FIGURES)/exp1_quant_grid_heatmaps.png
-	cp $(EXP_DIR)/exp2a-samplers-small/compare_samplers/best_so_far.png $(FIGURES)/exp2a_small_best_so_far.png
-	cp $(EXP_DIR)/exp2a-samplers-small/compare_samplers/seconds_per_trial.png $(FIGURES)/exp2a_small_seconds_per_trial.png
-	cp $(EXP_DIR)/exp2b-samplers-large/compare_samplers/best_so_far.png $(FIGURES)/exp2b_large_best_so_far.png
-	cp $(EXP_DIR)/exp2b-samplers-large/compare_samplers/seconds_per_trial.png $(FIGURES)/exp2b_large_seconds_per_trial.png
-	cp $(EXP_DIR)/exp3-width-uniform/search/plots/sweep.png $(FIGURES)/exp3_width_uniform_sweep.png
-	cp $(EXP_DIR)/exp4-width-nonuniform/search/plots/heatmaps.png $(FIGURES)/exp4_width_nonuniform_heatmaps.png
-	cp $(EXP_DIR)/exp6-joint-width-precision/search/plots/pareto.png $(FIGURES)/exp6_joint_pareto.png
+	$(EXP_PAGE) run $(EXP_DIR) --threads $(EXP_THREADS)
+	$(EXP_PAGE) write $(EXP_DIR) --page docs/experiments.md --figures $(FIGURES)
 	@ls -l $(FIGURES)
 
 # CI renders report.html in headless Chromium; elsewhere that test is skipped when it is absent.

@@ -12,9 +12,10 @@ from torch import nn
 
 from machop.config.schema import RunConfig
 from machop.config.toml_io import dumps_toml
-from machop.data.batches import example_batch
-from machop.data.dataset import Dataset
-from machop.data.registry import load_dataset
+from machop.data.batches import example_batch, static_example
+from machop.data.dataset import Dataset, DatasetInfo, split_key
+from machop.data.file_errors import DataNotFound
+from machop.data.registry import load_dataset, static_info
 from machop.errors import ConfigError
 from machop.graph.graph import applied_passes
 from machop.io_atomic import write_json_atomic, write_text_atomic
@@ -31,12 +32,24 @@ log = logging.getLogger("machop")
 
 @dataclass
 class Prepared:
-    """A dataset and a model built (and possibly loaded) from one config."""
+    """A dataset and a model built (and possibly loaded) from one config.
+
+    `dataset` is None only when `prepare(..., static_ok=True)` found no data files; the model
+    was then built from the dataset's static info and `missing_data` says what was missing.
+    """
 
     config: RunConfig
-    dataset: Dataset
+    dataset: Dataset | None
     model: nn.Module
     checkpoint: Checkpoint | None = None
+    info: DatasetInfo | None = None
+    missing_data: str | None = None
+
+    def example_input(self) -> torch.Tensor:
+        """A few inputs to trace the model with: real samples, or zeros of the static shape."""
+        if self.dataset is not None:
+            return example_batch(self.dataset.validation)
+        return static_example(self.info)
 
 
 @dataclass
@@ -83,39 +96,57 @@ def _require_one_process(config: RunConfig) -> None:
                           "setup.n_jobs for parallel trials)")
 
 
-def prepare(config: RunConfig, *, multi_process: bool = False) -> Prepared:
+def prepare(config: RunConfig, *, multi_process: bool = False, static_ok: bool = False) -> Prepared:
     """Read the checkpoint (if any), load the dataset and build the model.
 
     Only train and test pass `multi_process=True`; every other caller refuses
-    num_devices/num_nodes > 1 rather than silently using one process.
+    num_devices/num_nodes > 1 rather than silently using one process. With `static_ok`
+    (a caller that needs no samples) absent data files are neither downloaded nor an error:
+    the model is built from the dataset's static info instead.
     """
     checkpoint = read_checkpoint(config.load_name, config.load_type) if config.load_name else None
     config = _fill_from_checkpoint(config, checkpoint)
     _require_names(config)
     if not multi_process:
         _require_one_process(config)
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir, seed=config.seed,
-                           cache=not config.disable_dataset_cache)
+    dataset, missing = _load_data(config, static_ok=static_ok)
+    info = dataset.info if dataset is not None else static_info(config.dataset)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, dataset.info, config.model_args)
+    model = build_model(config.model, info, config.model_args)
+    prepared = Prepared(config=config, dataset=dataset, model=model, checkpoint=checkpoint,
+                        info=info, missing_data=missing)
     if checkpoint is not None and checkpoint.passes:
-        model = _rebuild_transformed(model, dataset, checkpoint.passes)
+        model = _rebuild_transformed(model, prepared.example_input(), checkpoint.passes)
     if checkpoint is not None:
         model = apply_checkpoint(model, checkpoint, config.load_name)
     if checkpoint is not None and checkpoint.module is not None:  # a pickled module replaces the built one
         from machop.models.user import check_fits_dataset
 
-        check_fits_dataset(model, dataset.info, f"pickled model {str(config.load_name)!r}")
-    return Prepared(config=config, dataset=dataset, model=model, checkpoint=checkpoint)
+        check_fits_dataset(model, info, f"pickled model {str(config.load_name)!r}")
+    prepared.model = model
+    return prepared
 
 
-def _rebuild_transformed(model: nn.Module, dataset: Dataset,
+def _load_data(config: RunConfig, *, static_ok: bool) -> tuple[Dataset | None, str | None]:
+    """The configured dataset; with `static_ok`, (None, why) when its files are absent locally."""
+    try:
+        dataset = load_dataset(config.dataset, data_dir=config.data_dir, seed=config.seed,
+                               cache=not config.disable_dataset_cache,
+                               download=False if static_ok else None)
+    except DataNotFound as exc:
+        if not static_ok:
+            raise
+        return None, str(exc)
+    return dataset, None
+
+
+def _rebuild_transformed(model: nn.Module, example: torch.Tensor,
                          passes: list[tuple[str, dict[str, Any]]]) -> nn.Module:
     """Re-apply a checkpoint's transform passes so its state_dict fits the model."""
     from machop.graph import Graph
     from machop.passes import apply_passes
 
-    graph, _ = apply_passes(Graph(model, example_batch(dataset.validation)), passes)
+    graph, _ = apply_passes(Graph(model, example), passes)
     return graph.module
 
 
@@ -266,6 +297,39 @@ def _summary_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     return write_text_atomic(path, buffer.getvalue())
 
 
+def note_random_weights(config: RunConfig, command: str, *, trained_later: bool = False) -> None:
+    """Say on one line that `command` ran on random weights: nothing was loaded or trained."""
+    if not config.load_name and not trained_later:
+        log.warning("%s: no checkpoint loaded (--load), so the model has random, untrained weights",
+                    command)
+
+
+def _source(load_name: str | None) -> str:
+    return f"checkpoint {load_name!r}" if load_name else "random weights"
+
+
+def _replaced_transform(path: Path, passes: list[tuple[str, dict[str, Any]]],
+                        load_name: str | None) -> str | None:
+    """A warning when `path` holds a model made with other pass settings or from another source."""
+    from machop.errors import MachopError
+
+    if not path.is_file():
+        return None
+    try:
+        old = read_checkpoint(path)
+    except MachopError:
+        return f"transform: replaced {str(path)!r}, which was not a readable transformed model"
+    old_source = old.config.get("load_name") or None
+    same_passes = [tuple(p) for p in old.passes] == [tuple(p) for p in passes]
+    if same_passes and old_source == (load_name or None):
+        return None  # the same transform run again
+    made = [] if same_passes else ["with other pass settings"]
+    if old_source != (load_name or None):
+        made.append(f"from {_source(old_source)}")
+    return (f"transform: replaced {str(path)!r}, a model made {' '.join(made)}; pass --project NAME "
+            "to keep both results")
+
+
 def transform(config: RunConfig) -> TransformOutcome:
     """Apply the config's [passes] in file order, save the model and the pass summaries."""
     from machop.graph import Graph
@@ -283,12 +347,18 @@ def transform(config: RunConfig) -> TransformOutcome:
     split, classes = data.validation, data.info.num_classes
     before = evaluate(prepared.model, split, classes, batch_size=1024)
     after = evaluate(graph.module, split, classes, batch_size=1024)
-    model_path = save_checkpoint(project.transformed_model, graph.module,
+    names = [name for name, _ in passes]
+    folder, model_path = project.transformed_dir(names), project.transformed_model(names)
+    replaced = _replaced_transform(model_path, graph.passes, config.load_name)
+    model_path = save_checkpoint(model_path, graph.module,
                                  model_name=canonical_name(config.model), dataset_info=data.info,
                                  config=config.model_dump(), model_args=config.model_args,
                                  passes=graph.passes, metrics_before=before, metrics_after=after)
-    summary_paths = [_summary_csv(project.transformed / f"{name}_summary.csv", info.get("rows", []))
+    summary_paths = [_summary_csv(folder / f"{name}_summary.csv", info.get("rows", []))
                      for (name, _), info in zip(passes, infos)]
+    if replaced:
+        log.warning(replaced)
+    note_random_weights(config, "transform")
     return TransformOutcome(summaries=list(zip([n for n, _ in passes], infos)),
                             metrics_before=before, metrics_after=after, model_path=model_path,
                             summary_paths=summary_paths, model=graph.module)
@@ -303,20 +373,38 @@ class AnalyzeOutcome:
     per_node: list[dict[str, Any]]
     classification: dict[str, Any]
     path: Path
+    static_only: str | None = None
+
+
+def static_only_note(name: str, info: DatasetInfo, data_dir: Path | None) -> str:
+    """One line saying that an analysis saw the dataset's static shape and no samples."""
+    from machop.data.registry import default_data_dir
+
+    shape = ("input " + "x".join(map(str, info.image_size)) if info.image_size
+             else f"{info.num_features} features")
+    return (f"dataset {name!r}: no data files in {data_dir or default_data_dir()}, so the analysis "
+            f"used the dataset's static shape only ({shape}, {info.num_classes} classes)")
 
 
 def analyze(config: RunConfig, metrics: list[str] | None = None, *, split: str = "validation",
             num_samples: int | None = None) -> AnalyzeOutcome:
-    """Measure the configured model (after the config's [passes], if any) and write analysis.json."""
+    """Measure the configured model (after the config's [passes], if any) and write analysis.json.
+
+    When every metric asked for needs only the input shape (complexity, speed, memory, energy)
+    and the dataset's files are absent, the dataset's static info stands in for them.
+    """
     from machop.graph import Graph
-    from machop.metrics.registry import MetricContext, compute_metrics, resolve_metric_names
+    from machop.metrics.registry import MetricContext, compute_metrics, data_metrics, resolve_metric_names
     from machop.passes import apply_passes
 
     names = resolve_metric_names(metrics)
-    prepared = prepare(config)
+    split_key(split)
+    prepared = prepare(config, static_ok=not data_metrics(names))
     config, data = prepared.config, prepared.dataset
-    data.split(split)
-    graph = Graph(prepared.model, example_batch(data.validation))
+    static_only = None
+    if data is None:
+        static_only = static_only_note(config.dataset, prepared.info, config.data_dir)
+    graph = Graph(prepared.model, prepared.example_input())
     if config.passes:
         graph, _ = apply_passes(graph, list(config.passes.items()))
     context = MetricContext(graph=graph, dataset=data, split=split, num_samples=num_samples,
@@ -329,9 +417,10 @@ def analyze(config: RunConfig, metrics: list[str] | None = None, *, split: str =
     project.check_writable()
     path = write_json_atomic(project.root / "analysis.json", {
         "model": config.model, "dataset": config.dataset, "split": split, "metrics": values,
-        "notes": context.notes, "per_node": per_node,
+        "notes": context.notes, "static_only": static_only, "per_node": per_node,
         "per_class": classification.get("per_class"),
         "confusion_matrix": classification.get("confusion_matrix"),
         "speed": {k: v for k, v in context.results.get("speed", {}).items()}})
+    note_random_weights(config, "analyze")
     return AnalyzeOutcome(metrics=values, notes=context.notes, per_node=per_node,
-                          classification=classification, path=path)
+                          classification=classification, path=path, static_only=static_only)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,9 +46,12 @@ class Project:
     def transformed(self) -> Path:
         return self.root / "transformed"
 
-    @property
-    def transformed_model(self) -> Path:
-        return self.transformed / "model.machop"
+    def transformed_dir(self, pass_names: Sequence[str]) -> Path:
+        """transformed/<pass names joined by '+'>/: each pass list keeps a folder of its own."""
+        return self.transformed / "+".join(pass_names)
+
+    def transformed_model(self, pass_names: Sequence[str]) -> Path:
+        return self.transformed_dir(pass_names) / "model.machop"
 
     @property
     def config(self) -> Path:

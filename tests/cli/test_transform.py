@@ -52,10 +52,10 @@ def test_transform_saves_model_and_summary(cli, tmp_path, float_checkpoint):
     result = cli("transform", "-c", config, "--load", float_checkpoint, "--project-dir", tmp_path,
                  "--project", "q")
     assert result.code == 0, result.stderr
-    model_path = tmp_path / "q" / "transformed" / "model.machop"
+    model_path = tmp_path / "q" / "transformed" / "quantize" / "model.machop"
     checkpoint = read_checkpoint(model_path)
     assert [name for name, _ in checkpoint.passes] == ["quantize"]
-    rows = list(csv.DictReader((tmp_path / "q" / "transformed" / "quantize_summary.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "q" / "transformed" / "quantize" / "quantize_summary.csv").open()))
     assert [r["node"] for r in rows if r["new_type"] == "QuantLinear"] == [
         "seq_blocks_2", "seq_blocks_5", "seq_blocks_7", "seq_blocks_9", "seq_blocks_11"]
     assert "Pass quantize" in result.stdout and "Validation split" in result.stdout
@@ -70,7 +70,7 @@ def test_quantization_aware_training_beats_post_training_at_4_bits(cli, tmp_path
     config = write_config(tmp_path / "q4.toml", 4, 2)
     assert cli("transform", "-c", config, "--load", float_checkpoint, "--project-dir", tmp_path,
                "--project", "q4").code == 0
-    model_path = tmp_path / "q4" / "transformed" / "model.machop"
+    model_path = tmp_path / "q4" / "transformed" / "quantize" / "model.machop"
     ptq = cli("test", "-c", config, "--load", model_path, "--project-dir", tmp_path, "--project", "q4")
     ptq_accuracy = json.loads((tmp_path / "q4" / "test_metrics.json").read_text())["test"]["accuracy"]
     assert ptq.code == 0
@@ -87,12 +87,12 @@ def test_redefine_config_from_the_repository(cli, tmp_path):
     result = cli("transform", "-c", ROOT / "configs" / "redefine_jsc_three_linear.toml",
                  "--project-dir", tmp_path, "--project", "r")
     assert result.code == 0, result.stderr
-    checkpoint = read_checkpoint(tmp_path / "r" / "transformed" / "model.machop")
+    checkpoint = read_checkpoint(tmp_path / "r" / "transformed" / "redefine" / "model.machop")
     shapes = {k: tuple(v.shape) for k, v in checkpoint.state_dict.items() if k.endswith("weight")}
     assert shapes["seq_blocks.2.weight"] == (32, 64) and shapes["seq_blocks.4.weight"] == (64, 32)
     assert shapes["seq_blocks.6.weight"] == (10, 64)
     trained = cli("train", "-c", ROOT / "configs" / "redefine_jsc_three_linear.toml", "--load",
-                  tmp_path / "r" / "transformed" / "model.machop", "--max-epochs", "1",
+                  tmp_path / "r" / "transformed" / "redefine" / "model.machop", "--max-epochs", "1",
                   "--project-dir", tmp_path, "--project", "r-train")
     assert trained.code == 0, trained.stderr
 

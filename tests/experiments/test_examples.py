@@ -35,15 +35,25 @@ def search(cli, tmp_path: Path, name: str, *extra: str):
     return result, tmp_path / project / "search"
 
 
-def test_quant_grid_records_every_metric_over_width_frac_pairs(cli, tmp_path):
+def tiny(tiny_runs, name: str, folder: str = "search"):
+    """The tiny run of one example (conftest.TINY): its output and its outputs folder."""
+    result = tiny_runs.runs[name]
+    assert result.code == 0, result.stderr
+    project = tomllib.loads((EXAMPLES / f"{name}.toml").read_text())["project"]
+    return result, tiny_runs.out / project / folder
+
+
+def test_quant_grid_records_every_metric_over_width_frac_pairs(tiny_runs):
     from machop.search.spaces import build_space
 
     # Four of the sixteen points here (each measures latency); the space itself has all sixteen.
-    _, out = search(cli, tmp_path, "quant_grid", "--max-epochs", "1", "--n-trials", "4")
+    _, out = tiny(tiny_runs, "quant_grid")
     table = rows(out / "trials.csv")
     assert len(table) == 4 and all(row["state"] == "COMPLETE" for row in table)
     for metric in GRID_METRICS:
         assert all(float(row[metric]) >= 0 for row in table), metric
+    # torch's allocations of a forward and a training step: a few kB, never rounded away to 0
+    assert all(float(row["memory_inference"]) > 0 and float(row["memory_training"]) > 0 for row in table)
     pairs = {(row["params_linear/data_in_width+data_in_frac_width"],
               row["params_linear/weight_width+weight_frac_width"]) for row in table}
     assert len(pairs) == 4 and all(a in PAIRS and w in PAIRS for a, w in pairs)
@@ -61,12 +71,8 @@ def test_quant_grid_records_every_metric_over_width_frac_pairs(cli, tmp_path):
 
 
 @pytest.mark.parametrize(("name", "size"), [("samplers_small", 18), ("samplers_large", 13_824)])
-def test_sampler_comparison_writes_curves_and_seconds_per_trial(cli, tmp_path, name, size):
-    result = cli("compare-samplers", "-c", EXAMPLES / f"{name}.toml", "--project-dir", tmp_path,
-                 "--max-epochs", "1", "--repeats", "2", "--n-trials", "4")
-    assert result.code == 0, result.stderr
-    project = tomllib.loads((EXAMPLES / f"{name}.toml").read_text())["project"]
-    out = tmp_path / project / "compare_samplers"
+def test_sampler_comparison_writes_curves_and_seconds_per_trial(tiny_runs, name, size):
+    result, out = tiny(tiny_runs, name, "compare_samplers")
     results = json.loads((out / "results.json").read_text())
     assert results["space"]["size"] == size and results["dataset"] == "digits"
     summary = {row["sampler"]: row for row in results["summary"]}
@@ -78,8 +84,8 @@ def test_sampler_comparison_writes_curves_and_seconds_per_trial(cli, tmp_path, n
     assert "median trials to best" in result.stdout
 
 
-def test_uniform_multiplier_table_and_plot(cli, tmp_path):
-    result, out = search(cli, tmp_path, "width_uniform", "--max-epochs", "1")
+def test_uniform_multiplier_table_and_plot(tiny_runs):
+    result, out = tiny(tiny_runs, "width_uniform")
     table = rows(out / "sweep.csv")
     assert [row["channel_multiplier"] for row in table] == ["1", "2", "3", "4"]
     params = [int(float(row["params"])) for row in table]
@@ -91,16 +97,15 @@ def test_uniform_multiplier_table_and_plot(cli, tmp_path):
     assert "Metrics against channel_multiplier" in result.stdout
 
 
-def test_nonuniform_multipliers_heatmap_and_best_pair(cli, tmp_path):
-    result, out = search(cli, tmp_path, "width_nonuniform", "--max-epochs", "1", "--n-trials", "8")
+def test_nonuniform_multipliers_heatmap_and_best_pair(tiny_runs):
+    result, out = tiny(tiny_runs, "width_nonuniform")
     table = rows(out / "trials.csv")
     pairs = {(row["params_seq_blocks_2/channel_multiplier"], row["params_seq_blocks_4/channel_multiplier"])
              for row in table}
     assert len(pairs) == 8 == len(table)
     assert is_png(out / "plots" / "heatmaps.png")
     best = json.loads((out / "best.json").read_text())["0"]["sampled_config"]
-    assert re.search(rf"seq_blocks_2/channel_multiplier={best['seq_blocks_2/channel_multiplier']}",
-                     result.stdout)
+    assert re.search(rf"seq_blocks_2: ch ×{best['seq_blocks_2/channel_multiplier']:g}\b", result.stdout)
 
 
 def test_vgg7_on_generated_cifar10_batches(cli, tmp_path):
@@ -114,8 +119,8 @@ def test_vgg7_on_generated_cifar10_batches(cli, tmp_path):
     assert {"accuracy", "flops"} <= set(table[0])
 
 
-def test_joint_width_precision_pareto(cli, tmp_path):
-    result, out = search(cli, tmp_path, "joint_width_precision", "--n-trials", "4", "--max-epochs", "1")
+def test_joint_width_precision_pareto(tiny_runs):
+    result, out = tiny(tiny_runs, "joint_width_precision")
     table = rows(out / "trials.csv")
     assert len(table) == 4 and {"values_0", "values_1", "bitops"} <= set(table[0])
     assert is_png(out / "plots" / "pareto.png")

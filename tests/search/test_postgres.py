@@ -16,6 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from machop.search import records
+from machop.search.claims import requeued_numbers
 
 SPACE_SIZE = 16  # 2 data_in widths x 4 weight widths x 2 bias widths
 
@@ -102,6 +103,53 @@ def _running_trial_of(url: str, name: str, pid: int):
     return None
 
 
+def _process_state(pid: int) -> str:
+    """The state letter of /proc/<pid>/stat ("T" once a SIGSTOP has taken hold)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _stop_mid_trial(url: str, name: str, process: subprocess.Popen):
+    """SIGSTOP `process` while it evaluates a trial; that trial, still RUNNING once the process froze.
+
+    A trial seen RUNNING can finish before the signal lands; then the process is let go and
+    stopped again in a later trial, so the trial returned is one the process never finished.
+    """
+    while True:
+        seen = _wait_for(lambda: _running_trial_of(url, name, process.pid), f"a trial of worker {process.pid}")
+        process.send_signal(signal.SIGSTOP)
+        _wait_for(lambda: _process_state(process.pid) == "T", f"worker {process.pid} to stop")
+        trial = _storage(url).get_trial(seen._trial_id)
+        if trial.state == TrialState.RUNNING:
+            return trial
+        process.send_signal(signal.SIGCONT)
+
+
+def _requeue_chain(study: optuna.Study, number: int) -> list:
+    """Trial `number` and its copies, each queued when the worker running the one before died.
+
+    The copy of a dead trial can be taken by a worker that dies in turn (here: the hung worker
+    picks up the killed worker's copy), so the configuration is evaluated at the end of a chain.
+    """
+    copies: dict[int, list] = {}
+    for trial in study.trials:
+        if records.TRIAL_REQUEUE_OF in trial.user_attrs:
+            copies.setdefault(trial.user_attrs[records.TRIAL_REQUEUE_OF], []).append(trial)
+    chain = [study.trials[number]]
+    while chain[-1].number in copies:
+        assert len(copies[chain[-1].number]) == 1, f"trial {chain[-1].number} was queued again more than once"
+        chain.append(copies[chain[-1].number][0])
+    return chain
+
+
+def _pid_of(trial) -> str:
+    """The process id in the trial's worker stamp ("" when unstamped)."""
+    return (trial.user_attrs.get(records.TRIAL_WORKER, "") + "::").split(":")[1]
+
+
+def _described(chain: list) -> list[tuple]:
+    return [(t.number, t.state.name, t.params, t.user_attrs.get(records.TRIAL_WORKER)) for t in chain]
+
+
 def _evaluated_configs(study: optuna.Study) -> list[str]:
     return [json.dumps(t.params, sort_keys=True) for t in study.get_trials(states=(TrialState.COMPLETE,))
             if records.TRIAL_CACHED_FROM not in t.user_attrs]
@@ -117,10 +165,9 @@ def test_three_workers_one_killed_one_hung(postgres, tmp_path):
     killed = _start(_command(config, url, tmp_path / "b", name, "--worker"), tmp_path / "b.log")
     hung = _start(_command(config, url, tmp_path / "c", name, "--worker"), tmp_path / "c.log")
     try:
-        killed_trial = _wait_for(lambda: _running_trial_of(url, name, killed.pid), "a trial of worker b")
+        killed_trial = _stop_mid_trial(url, name, killed)
         killed.send_signal(signal.SIGKILL)
-        hung_trial = _wait_for(lambda: _running_trial_of(url, name, hung.pid), "a trial of worker c")
-        hung.send_signal(signal.SIGSTOP)
+        hung_trial = _stop_mid_trial(url, name, hung)
         assert creator.wait(timeout=240) == 0, (tmp_path / "a.log").read_text()[-2000:]
     finally:
         for process in (creator, killed, hung):
@@ -132,14 +179,17 @@ def test_three_workers_one_killed_one_hung(postgres, tmp_path):
     assert len(complete) == SPACE_SIZE
     evaluated = _evaluated_configs(study)
     assert len(evaluated) == len(set(evaluated)) == SPACE_SIZE
-    copies = {t.user_attrs[records.TRIAL_REQUEUE_OF]: t for t in study.trials
-              if records.TRIAL_REQUEUE_OF in t.user_attrs}
+    requeued = requeued_numbers(study.trials)
+    dead_workers = {str(killed.pid), str(hung.pid)}
+    requeued_by = {_pid_of(study.trials[number]) for number in requeued}
+    assert requeued_by <= dead_workers, _described([study.trials[number] for number in sorted(requeued)])
     for dead in (killed_trial, hung_trial):
-        assert study.trials[dead.number].state == TrialState.FAIL
-        copy = copies[dead.number]
-        assert copy.state == TrialState.COMPLETE and copy.params == dead.params
+        *failed, last = chain = _requeue_chain(study, dead.number)
+        assert failed, f"trial {dead.number} was not queued again"
+        assert all(t.state == TrialState.FAIL and t.params == dead.params for t in failed), _described(chain)
+        assert last.state == TrialState.COMPLETE and last.params == dead.params, _described(chain)
     counted = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)
-               and not t.user_attrs.get(records.TRIAL_UNCOUNTED) and t.number not in copies]
+               and not t.user_attrs.get(records.TRIAL_UNCOUNTED) and t.number not in requeued]
     assert len(counted) == SPACE_SIZE
 
     report = subprocess.run([sys.executable, "-m", "machop", "report", "--storage", url, "--study-name", name,

@@ -177,7 +177,7 @@ def test_best_table_titles_and_print_best():
     console = Console(record=True, width=220)
     print_best(study, console)
     text = console.export_text()
-    assert "Pareto front (4 trials)" in text and "weight_width=0" in text and "bitops (per sample) ↓" in text
+    assert "Pareto front (4 trials)" in text and "all: w 0" in text and "bitops (per sample) ↓" in text
     single = make_study([ACCURACY])
     add(single, {"weight_width": 4}, [0.8], {"accuracy": 0.8, "bitops": 9.0})
     table = best_table(single)
@@ -384,3 +384,181 @@ def test_report_html_renders_in_headless_chromium(multi_outputs, tmp_path):
         check=True, timeout=60, capture_output=True)
     assert is_png(shot)
     assert distinct_colours(shot) > 20
+
+
+# ---- the float base model: the reference of tables, plots and pages -----------------------------
+
+
+def with_base(study: optuna.Study, metrics: dict, values: list[float]) -> optuna.Study:
+    """Record a float base model the way the strategy does (records.STUDY_BASE)."""
+    objectives = study.user_attrs[records.STUDY_OBJECTIVES]
+    study.set_user_attr(records.STUDY_BASE, {
+        "metrics": metrics, "values": values, "feasible": True, "seconds": 0.5,
+        "scaled": {o["name"]: metrics[o["name"]] * o["scale"] for o in objectives}})
+    return study
+
+
+def base_grid_study(objectives: list[dict]) -> optuna.Study:
+    """The grid study with a float base: 32-bit everything, a little more accurate than any trial."""
+    metrics = {"accuracy": 0.76, "loss": 0.24, "bitops": 1000.0 * 32 * 32, "model_size": 50 * 32,
+               "latency": 0.42}
+    values = [metrics[o["name"]] * o["scale"] for o in objectives]
+    return with_base(grid_study(objectives), metrics, values)
+
+
+def test_pareto_table_has_the_float_base_reference_row():
+    study = base_grid_study([ACCURACY, BITOPS])
+    console = Console(record=True, width=220)
+    print_best(study, console)
+    text = console.export_text()
+    lines = [line for line in text.splitlines() if "float base" in line]
+    assert len(lines) == 1 and "0.76" in lines[0] and "1.024" in lines[0]  # bitops x 1e-6
+    assert text.index("Pareto front") < text.index("float base")  # under the front's rows
+    front = best_trials(study)
+    assert all(re.search(rf"│\s+{trial.number}\s+│", text) for trial in front)
+    assert len(front) == len(best_trials(grid_study([ACCURACY, BITOPS])))  # a reference, not a trial
+
+
+def test_single_objective_best_table_and_sweep_table_show_the_base():
+    study = make_study([ACCURACY], choices={"m": [1, 2], "fixed": [8]})
+    for m, accuracy in [(1, 0.8), (2, 0.9)]:
+        add(study, {"m": m, "fixed": 8}, [accuracy], {"accuracy": accuracy, "params": 100.0 * m})
+    with_base(study, {"accuracy": 0.85, "params": 50.0}, [0.85])
+    console = Console(record=True, width=200)
+    print_best(study, console)
+    text = console.export_text()
+    assert re.search(r"float base\s+│\s+0\.85", text)  # best-trial table
+    assert re.search(r"params\s+│\s+100\s+│\s+200\s+│\s+50\b", text)  # sweep table: its own column
+
+
+def test_base_metrics_json_page_and_plots_mark_the_reference(tmp_path):
+    study = base_grid_study([ACCURACY, BITOPS])
+    plain = write_search_outputs(grid_study([ACCURACY, BITOPS]), tmp_path / "plain")
+    written = write_search_outputs(study, tmp_path / "base")
+    saved = json.loads(written["base_json"].read_text())
+    assert saved["label"] == "float base" and saved["values"] == [0.76, pytest.approx(1.024)]
+    assert saved["metrics"]["bitops"] == 1024000.0 and saved["directions"] == ["maximize", "minimize"]
+    assert [o["name"] for o in saved["objectives"]] == ["accuracy", "bitops"]
+    assert "base_json" not in plain and not (tmp_path / "plain" / "base_metrics.json").exists()
+    for name in ("pareto", "history", "heatmaps"):
+        assert is_png(written[name]) and written[name].read_bytes() != plain[name].read_bytes(), name
+    page = written["report_html"].read_text()
+    assert '<tr class="reference">' in page and "float base" in page
+    assert "Float base" in page and "accuracy 0.76" in page
+    assert '<tr class="reference">' not in plain["report_html"].read_text()
+
+
+def test_an_older_base_file_is_removed_when_the_study_has_no_record(tmp_path):
+    write_search_outputs(base_grid_study([ACCURACY]), tmp_path)
+    assert (tmp_path / "base_metrics.json").is_file()
+    write_search_outputs(grid_study([ACCURACY]), tmp_path)
+    assert not (tmp_path / "base_metrics.json").exists()
+
+
+def test_a_base_that_could_not_be_evaluated_is_said_and_left_out(tmp_path):
+    from machop.search.report.study_info import base_summary
+
+    study = grid_study([ACCURACY, BITOPS])
+    study.set_user_attr(records.STUDY_BASE, {"error": "RuntimeError: boom"})
+    assert base_summary(study.user_attrs[records.STUDY_BASE], study) == [
+        "Float base model: not evaluated (RuntimeError: boom)"]
+    written = write_search_outputs(study, tmp_path)
+    assert json.loads(written["base_json"].read_text())["error"] == "RuntimeError: boom"
+    assert '<tr class="reference">' not in written["report_html"].read_text()
+    assert is_png(written["pareto"])
+
+
+def test_sweep_plot_renders_with_the_base_line(tmp_path):
+    study = make_study([ACCURACY], choices={"m": [1, 2, 3], "fixed": [8]})
+    for m in (1, 2, 3):
+        add(study, {"m": m, "fixed": 8}, [0.7 + 0.05 * m], {"accuracy": 0.7 + 0.05 * m, "params": 10.0 * m})
+    with_base(study, {"accuracy": 0.9, "params": 5.0}, [0.9])
+    assert is_png(plots.plot_sweep(study, tmp_path / "sweep.png"))
+
+
+def test_search_records_the_float_base_as_an_evaluation_of_the_base_model(cli, tmp_path, checkpoint,
+                                                                            monkeypatch):
+    import torch
+    from tests.search.test_search import load, search_config
+
+    from machop.api import prepare
+    from machop.config.schema import RunConfig
+    from machop.search.evaluator import TrialEvaluator
+
+    config = search_config(tmp_path, setup='sampler = "random"\nn_trials = 2')
+    result = cli("search", "-c", config, "--load", checkpoint, "--project-dir", tmp_path, "--project", "b")
+    assert result.code == 0, result.stderr
+    study = load(tmp_path / "b")
+    base = study.user_attrs[records.STUDY_BASE]
+    # The same model evaluated by hand: the checkpoint on the validation split, float32 throughout.
+    prepared = prepare(RunConfig.model_validate({"model": "jsc-three-linear-layers", "dataset": "digits",
+                                                 "seed": 3, "load_name": str(checkpoint)}))
+    model, split = prepared.model.eval(), prepared.dataset.validation
+    with torch.no_grad():
+        accuracy = (model(split.x).argmax(dim=1) == split.y).float().mean().item()
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert base["metrics"]["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert base["metrics"]["bitops"] == sum(m.in_features * m.out_features for m in linears) * 32 * 32
+    assert base["metrics"]["params"] == sum(p.numel() for p in model.parameters())
+    assert base["values"] == [pytest.approx(accuracy, abs=1e-6)] and base["feasible"] is True
+    saved = json.loads((tmp_path / "b" / "search" / "base_metrics.json").read_text())
+    assert saved["metrics"] == pytest.approx(base["metrics"])
+    # Printed before the trials, and the reference row of the best-trial table.
+    out = result.stdout
+    assert out.index("Float base model") < out.index("Best trial") < out.index("float base")
+    # Resuming keeps the record: the base is not evaluated again.
+    monkeypatch.setattr(TrialEvaluator, "evaluate_base", lambda self: pytest.fail("evaluated twice"))
+    again = cli("search", "-c", config, "--load", checkpoint, "--project-dir", tmp_path, "--project", "b",
+                "--n-trials", "3")
+    assert again.code == 0, again.stderr
+    assert load(tmp_path / "b").user_attrs[records.STUDY_BASE] == base and "Float base model" in again.stdout
+    # `machop report` reads the record back: the reference row and base_metrics.json.
+    (tmp_path / "b" / "search" / "base_metrics.json").unlink()
+    report = cli("report", tmp_path / "b")
+    assert report.code == 0, report.stderr
+    assert "float base" in report.stdout and "base_json" in report.stdout
+    assert json.loads((tmp_path / "b" / "search" / "base_metrics.json").read_text())["metrics"] == base["metrics"]
+
+
+def test_train_base_shows_its_epochs_then_the_base_before_the_trials(cli, tmp_path):
+    config = tmp_path / "tb.toml"
+    config.write_text(f"""
+model = "jsc-toy"
+dataset = "digits"
+max_epochs = 2
+seed = 1
+[search]
+train_base = true
+{search_config_body()}""")
+    result = cli("search", "-c", config, "--project-dir", tmp_path, "--project", "tb", "--n-trials", "1")
+    assert result.code == 0, result.stderr
+    out = result.stdout
+    assert out.index("Training the base model jsc-toy") < out.index("epoch 1/2") < out.index("epoch 2/2")
+    assert out.index("epoch 2/2") < out.index("Float base model") < out.index("Best trial")
+    from machop.search.report.study_info import format_number
+
+    trained = json.loads((tmp_path / "tb" / "metrics.json").read_text())["best"]["val_accuracy"]
+    assert f"accuracy {format_number(trained)}" in out.split("Float base model")[1].splitlines()[0]
+
+
+def search_config_body() -> str:
+    """The [search.*] tables of a small quantization search on every linear layer."""
+    return """[search.search_space]
+name = "graph/quantize/mixed_precision_ptq"
+setup = { by = "type", share_by_type = true }
+[search.search_space.seed.default.config]
+name = ["NA"]
+[search.search_space.seed.linear.config]
+name = ["integer"]
+data_in_width = [8]
+weight_width = [4, 8]
+[search.strategy]
+name = "optuna"
+[search.strategy.sw_runner.basic_evaluation]
+[search.strategy.hw_runner.bitops]
+[search.strategy.setup]
+sampler = "random"
+[search.strategy.metrics]
+accuracy.scale = 1.0
+accuracy.direction = "maximize"
+"""

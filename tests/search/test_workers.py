@@ -30,6 +30,22 @@ def _study() -> optuna.Study:
     return optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
 
 
+def _dead_worker() -> str:
+    """The worker id of a process that has exited (a killed or stopped worker, as seen by the others)."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True)
+    return f"{os.uname().nodename}:{finished.stdout.strip()}:1"
+
+
+def _take(study: optuna.Study, worker: str) -> optuna.Trial:
+    """The next trial (a queued copy first), stamped by `worker`, its configuration drawn."""
+    trial = study.ask()
+    trial.set_user_attr(records.TRIAL_WORKER, worker)
+    for name, choices in CHOICES.items():
+        trial.suggest_categorical(name, choices)
+    return trial
+
+
 def test_the_lower_numbered_trial_holds_a_grid_point():
     study = _study()
     study.enqueue_trial({"a": 1, "b": 3})
@@ -66,9 +82,7 @@ def test_budget_slots_go_to_the_lowest_numbers():
 
 def test_a_dead_workers_trial_is_failed_and_queued_again(tmp_path):
     study = _study()
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True)
-    dead_worker = f"{os.uname().nodename}:{finished.stdout.strip()}:1"
+    dead_worker = _dead_worker()
     dead, alive, elsewhere = study.ask(), study.ask(), study.ask()
     for trial, worker in ((dead, dead_worker), (alive, worker_id()), (elsewhere, "other-host:1:1")):
         trial.suggest_categorical("a", CHOICES["a"])
@@ -83,6 +97,25 @@ def test_a_dead_workers_trial_is_failed_and_queued_again(tmp_path):
     assert requeue_dead(study) == 0  # nothing twice
     study.tell(alive, 1.0)
     assert counted_trials(study) == 1  # the dead trial gave its slot to its copy
+
+
+def test_a_copy_whose_worker_dies_too_is_queued_again_and_the_last_copy_counts():
+    """The copy of a dead trial can be taken by a worker that dies in turn: the chain ends in one copy."""
+    study = _study()
+    dead = _take(study, _dead_worker())
+    assert requeue_dead(study) == 1
+    copy = _take(study, _dead_worker())  # a worker picks up the copy, then dies (or hangs) too
+    assert copy.number == 1 and copy.params == dead.params
+    assert requeue_dead(study) == 1
+    last = _take(study, worker_id())
+    assert last.params == dead.params
+    assert [t.user_attrs.get(records.TRIAL_REQUEUE_OF) for t in study.trials] == [None, 0, 1]
+    claim_budget_slot(last, 1)  # neither failed link takes the only slot
+    claim_grid_point(last, dict(last.params), patience=0.0)  # nor holds the configuration
+    study.tell(last, 1.0)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
+    assert counted_trials(study) == claimed_trials(study) == 1
+    assert requeue_dead(study) == 0
 
 
 def test_liveness():

@@ -105,3 +105,59 @@ def test_mixed_precision_on_cuda(toy):
     _, result = trained(toy, TrainSettings(**{**SETTINGS.__dict__, "precision": "16-mixed",
                                               "accelerator": "gpu"}))
     assert result.history[-1]["val_accuracy"] > 0.9
+
+
+def test_checkpoint_monitor_rules():
+    from machop.train.fit import is_better
+
+    best = {"val_accuracy": 0.9, "val_loss": 0.30}
+    higher_acc_higher_loss = {"val_accuracy": 0.95, "val_loss": 0.40}
+    same_acc_lower_loss = {"val_accuracy": 0.9, "val_loss": 0.20}
+    lower_acc_lower_loss = {"val_accuracy": 0.85, "val_loss": 0.10}
+    same_loss_higher_acc = {"val_accuracy": 0.92, "val_loss": 0.30}
+    assert is_better(higher_acc_higher_loss, best, "val_accuracy")
+    assert is_better(same_acc_lower_loss, best, "val_accuracy")
+    assert not is_better(lower_acc_lower_loss, best, "val_accuracy")
+    assert not is_better(higher_acc_higher_loss, best, "val_loss")
+    assert is_better(lower_acc_lower_loss, best, "val_loss")
+    assert is_better(same_loss_higher_acc, best, "val_loss")
+    assert not is_better(dict(best), best, "val_loss") and not is_better(dict(best), best, "val_accuracy")
+    assert all(is_better(m, best, "last") for m in (lower_acc_lower_loss, dict(best)))
+    assert all(is_better(best, {}, monitor) for monitor in ("val_accuracy", "val_loss", "last"))
+
+
+def test_last_monitor_keeps_the_final_epoch(toy):
+    settings = TrainSettings(**{**SETTINGS.__dict__, "checkpoint_monitor": "last"})
+    seen = []
+    torch.manual_seed(0)
+    model = build_model("toy", toy.info)
+    result = fit(model, toy, settings, on_epoch_end=lambda end: seen.append(end.improved))
+    assert result.best_epoch == len(result.history) == 3 and seen == [True, True, True]
+    assert result.best_metrics == result.history[-1]
+    unrestored, _ = trained(toy, settings)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), unrestored.parameters()))
+
+
+def test_val_loss_monitor_picks_the_lowest_loss_epoch(toy):
+    # Validation labels are the training labels flipped, so validation loss grows as the
+    # model learns: the lowest-loss epoch is an early one, not the last.
+    flipped = Dataset(toy.info, toy.train, Split(toy.validation.x, 1 - toy.validation.y), toy.test)
+    settings = TrainSettings(**{**SETTINGS.__dict__, "checkpoint_monitor": "val_loss", "max_epochs": 4})
+    _, result = trained(flipped, settings)
+    losses = [m["val_loss"] for m in result.history]
+    assert result.best_epoch == losses.index(min(losses)) + 1 < len(losses)
+
+
+def test_unknown_checkpoint_monitor_is_refused_before_training(toy):
+    from machop.config import load_config
+    from machop.errors import ConfigError
+
+    seen = []
+    model = build_model("toy", toy.info)
+    settings = TrainSettings(**{**SETTINGS.__dict__, "checkpoint_monitor": "val_f1"})
+    with pytest.raises(ConfigError, match="checkpoint_monitor 'val_f1'.*val_accuracy, val_loss, last"):
+        fit(model, toy, settings, on_epoch_end=seen.append)
+    assert seen == []
+    with pytest.raises(ConfigError, match="checkpoint_monitor"):
+        load_config(checkpoint_monitor="best")
+    assert load_config(checkpoint_monitor="last").checkpoint_monitor == "last"

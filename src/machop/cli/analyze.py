@@ -25,16 +25,57 @@ def _shape(shape: Any) -> str:
     return "(" + ", ".join(["N", *(str(d) for d in list(shape)[1:])]) + ")"
 
 
-def _layer_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Per layer (per sample)", title_justify="left")
-    for column in ("node", "op", "in", "out", "params", "MACs", "BitOPs", "precision"):
-        table.add_column(column, justify="right" if column in ("params", "MACs", "BitOPs") else "left")
-    for row in rows:
-        shapes = ", ".join(_shape(s) for s in row["input_shapes"])
-        table.add_row(row["node"], row["op"], shapes, _shape(row["output_shape"]),
-                      f"{row['params']:,}", f"{row['macs']:,}", f"{row['bitops']:,}",
-                      _precision_text(row["precision"]))
-    return table
+class _LayerTable:
+    """The per-layer table, laid out for the console: numbers and node names never break.
+
+    One column per field when that fits; otherwise node, op, shapes and precision stack in one
+    "layer" column (one line each), so narrow consoles fold shapes and precisions, never numbers.
+    """
+
+    NUMERIC = ("params", "MACs", "BitOPs")
+    NATURAL_WIDTH = 10_000  # measure unconstrained: the width every cell needs on one line
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.cells = [[row["node"], row["op"], ", ".join(_shape(s) for s in row["input_shapes"]),
+                       _shape(row["output_shape"]), f"{row['params']:,}", f"{row['macs']:,}",
+                       f"{row['bitops']:,}", _precision_text(row["precision"])] for row in rows]
+
+    def _add_numeric_columns(self, table: Table) -> None:
+        for offset, column in enumerate(self.NUMERIC):
+            # Never shrunk below its widest number: rich would cut `1,048,576` to `1,048,…`.
+            widest = max([len(column), *(len(cell[4 + offset]) for cell in self.cells)])
+            table.add_column(column, justify="right", no_wrap=True, min_width=widest)
+
+    def wide(self) -> Table:
+        """node | op | in | out | params | MACs | BitOPs | precision."""
+        table = Table(title="Per layer (per sample)", title_justify="left")
+        for column in ("node", "op", "in", "out"):
+            table.add_column(column, overflow="fold")
+        self._add_numeric_columns(table)
+        table.add_column("precision", overflow="fold")
+        for cell in self.cells:
+            table.add_row(*cell)
+        return table
+
+    def stacked(self) -> Table:
+        """layer (node / op in -> out / precision) | params | MACs | BitOPs."""
+        table = Table(title="Per layer (per sample)", title_justify="left", show_lines=True)
+        table.add_column("layer", overflow="fold")
+        self._add_numeric_columns(table)
+        for node, op, shape_in, shape_out, params, macs, bitops, precision in self.cells:
+            table.add_row(f"{node}\n{op} {shape_in} → {shape_out}\n{precision}", params, macs, bitops)
+        return table
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        wide = self.wide()
+        natural = console.measure(wide, options=options.update_width(self.NATURAL_WIDTH)).maximum
+        fits = natural <= options.max_width
+        yield wide if fits else self.stacked()
+
+
+def _layer_table(rows: list[dict[str, Any]]) -> Any:
+    """Per-layer costs, as a renderable that chooses its layout for the console's width."""
+    return _LayerTable(rows)
 
 
 def _summary_table(values: dict[str, float | None], notes: dict[str, str]) -> Table:
@@ -85,6 +126,8 @@ def analyze_command(
     names = resolve_metric_names(metrics.split(",")) if metrics is not None else None
     resolved = resolve_and_show(args)
     outcome = api.analyze(resolved.config, names, split=split, num_samples=num_samples)
+    if outcome.static_only:
+        out.print(outcome.static_only, soft_wrap=True, markup=False, highlight=False)
     out.print(_layer_table(outcome.per_node))
     out.print(_summary_table(outcome.metrics, outcome.notes))
     if per_class and outcome.classification:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from typing import Annotated, Optional
 
 import typer
 
@@ -27,6 +28,35 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def package_version() -> str:
+    """machop's installed version, from the package metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("machop")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        from machop import __version__
+
+        return __version__
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        typer.echo(f"machop {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[Optional[bool], typer.Option(
+        "--version", help="Print machop's version and exit.", callback=_print_version,
+        is_eager=True)] = None,
+) -> None:
+    """Quantize, resize, measure and search neural networks for cheap inference."""
+
+
 app.command("train")(train_command)
 app.command("test")(test_command)
 app.command("transform")(transform_command)

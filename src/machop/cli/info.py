@@ -1,4 +1,4 @@
-"""`machop info`: list registered models and datasets."""
+"""`machop info`: list registered models, datasets and metrics (without importing torch)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def _metrics_table() -> Table:
 def info_command(
     topic: Annotated[str, typer.Argument(help="models, datasets, metrics or all.")] = "all",
 ) -> None:
-    """List the registered models and datasets."""
+    """List the registered models, datasets and metrics."""
     singular = {"model": "models", "dataset": "datasets", "metric": "metrics"}
     topic = singular.get(topic, topic)
     if topic not in TOPICS:

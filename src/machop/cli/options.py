@@ -36,6 +36,8 @@ CONFIG_FLAGS = (
     Flag("lr_scheduler", ("--lr-scheduler",), str, "cosine or none."),
     Flag("t_max", ("--t-max",), int, "Cosine schedule period in epochs."),
     Flag("eta_min", ("--eta-min",), float, "Cosine schedule floor."),
+    Flag("checkpoint_monitor", ("--checkpoint-monitor",), str,
+         "Which epoch best.ckpt keeps: val_accuracy, val_loss or last."),
     Flag("accumulate_grad_batches", ("--accumulate-grad-batches",), int, "Batches per optimizer step."),
     Flag("trainer_precision", ("--precision", "--trainer-precision"), str,
          "16-mixed, bf16-mixed, 32 or 64 (mixed precision applies on CUDA)."),
@@ -79,7 +81,13 @@ _COMMON = [
     inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=False,
                       annotation=Annotated[bool, typer.Option(
                           "--debug", help="Show tracebacks of errors.")]),
+    inspect.Parameter("show_config", inspect.Parameter.KEYWORD_ONLY, default="changed",
+                      annotation=Annotated[str, typer.Option(
+                          "--show-config", help="Configuration table: 'changed' shows the keys the "
+                          "file or CLI set or that differ from the default; 'all' every key (always "
+                          "written to <project>/config_table.txt).")]),
 ]
+SHOW_CONFIG = ("changed", "all")
 
 
 @dataclass
@@ -88,10 +96,20 @@ class ConfigArgs:
 
     path: Path | None
     explicit: dict[str, Any]
+    show_config: str = "changed"
+    resolved: Any = None  # the ResolvedConfig, once the command has resolved and shown it
+
+
+def _show_config_choice(value: str) -> str:
+    from machop.errors import ConfigError
+
+    if value not in SHOW_CONFIG:
+        raise ConfigError(f"--show-config {value!r} is invalid (valid: {', '.join(SHOW_CONFIG)})")
+    return value
 
 
 def config_command(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Give a command MODEL DATASET, --config, --debug and a flag per config key.
+    """Give a command MODEL DATASET, --config, --debug, --show-config and a flag per config key.
 
     The wrapped function receives a ConfigArgs holding only explicitly given values, so an
     explicit flag wins over the config file even when it equals the default.
@@ -113,7 +131,14 @@ def config_command(func: Callable[..., Any]) -> Callable[..., Any]:
         if kwargs.pop("debug", False):
             explicit["to_debug"] = True
             state.DEBUG = True
-        return func(ConfigArgs(path=kwargs.pop("config", None), explicit=explicit), **kwargs)
+        args = ConfigArgs(path=kwargs.pop("config", None), explicit=explicit,
+                          show_config=_show_config_choice(kwargs.pop("show_config", "changed")))
+        result = func(args, **kwargs)
+        if args.resolved is not None:  # only after success: a failed run leaves nothing behind
+            from machop.cli.setup_run import write_config_table
+
+            write_config_table(args.resolved)
+        return result
 
     params = _POSITIONAL + _COMMON + own + [_flag_parameter(flag) for flag in CONFIG_FLAGS]
     wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

@@ -15,7 +15,8 @@ def test_command(args: ConfigArgs) -> None:
 
     if not env_is_rank_zero():  # a rank started by torchrun/srun: rank 0 prints for everyone
         out.quiet = True
-    resolved = resolve_and_show(args)
+    # The table shows the model and dataset the checkpoint supplies; test runs that very config.
+    resolved = resolve_and_show(args, from_checkpoint=True)
     metrics, path = api.test(resolved.config)
     if not metrics:  # another rank than 0
         return

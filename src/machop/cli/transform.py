@@ -34,7 +34,7 @@ def _histogram_table(histogram: dict[str, dict[str, int]]) -> Table:
 
 @config_command
 def transform_command(args: ConfigArgs) -> None:
-    """Apply the passes.<name> tables of --config in file order; saves transformed/model.machop."""
+    """Apply the passes.<name> tables of --config in file order; saves transformed/<passes>/model.machop."""
     from machop import api
 
     resolved = resolve_and_show(args)

@@ -16,14 +16,23 @@ KEY_ALIASES = {"load": "load_name", "precision": "trainer_precision", "optimizer
                "devices": "num_devices", "debug": "to_debug", "lr": "learning_rate"}
 
 
+@dataclass(frozen=True)
+class ValueNote:
+    """What an effective value means in this run, shown after it: `16-mixed (fp32 on cpu)`."""
+
+    text: str
+    notable: bool = True  # the row is worth showing even when the value is the default
+
+
 @dataclass
 class ResolvedConfig:
-    """The effective config and where each value came from."""
+    """The effective config, where each value came from, and notes on what values mean here."""
 
     config: RunConfig
     path: Path | None = None
     file_values: dict[str, Any] = field(default_factory=dict)
     cli_values: dict[str, Any] = field(default_factory=dict)
+    notes: dict[str, ValueNote] = field(default_factory=dict)
 
     def source(self, key: str) -> str:
         """'CLI', 'config file' or 'default' for a top-level key."""
@@ -80,16 +89,34 @@ def load_config(path: str | Path | None = None, /, **overrides: Any) -> RunConfi
     return resolve_config(path, overrides).config
 
 
-def table_rows(resolved: ResolvedConfig) -> list[tuple[str, str, str, str, str]]:
-    """Rows of Name | Default | Config file | CLI | Effective for every top-level scalar key."""
+def is_notable(resolved: ResolvedConfig, key: str) -> bool:
+    """True when the file or CLI set `key`, its value is not the default, or a note flags it."""
+    note = resolved.notes.get(key)
+    default = RunConfig.model_fields[key].get_default(call_default_factory=True)
+    return (key in resolved.file_values or key in resolved.cli_values
+            or getattr(resolved.config, key) != default or (note is not None and note.notable))
+
+
+def table_rows(resolved: ResolvedConfig, *,
+               notable_only: bool = False) -> list[tuple[str, str, str, str, str]]:
+    """Rows of Name | Default | Config file | CLI | Effective for the top-level scalar keys.
+
+    Every key, or with `notable_only` only those `is_notable` picks. Effective carries the
+    key's note in parentheses, e.g. `16-mixed (fp32 on cpu)`.
+    """
     defaults = RunConfig()
     effective = resolved.config
     rows = []
     for key in SCALAR_KEYS:
+        if notable_only and not is_notable(resolved, key):
+            continue
+
         def show(values: dict[str, Any]) -> str:
             return _show(values[key]) if key in values else ""
+        note = resolved.notes.get(key)
+        shown = _show(getattr(effective, key)) + (f" ({note.text})" if note else "")
         rows.append((key, _show(getattr(defaults, key)), show(resolved.file_values),
-                     show(resolved.cli_values), _show(getattr(effective, key))))
+                     show(resolved.cli_values), shown))
     return rows
 
 

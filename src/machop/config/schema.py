@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PRECISIONS = ("16-mixed", "bf16-mixed", "32", "64", "bf16", "32-true", "64-true")
 SECTIONS = ("passes", "search", "transform", "model_args")
+CHECKPOINT_MONITORS = ("val_accuracy", "val_loss", "last")
 
 
 class RunConfig(BaseModel):
@@ -41,6 +42,8 @@ class RunConfig(BaseModel):
     lr_scheduler: Literal["cosine", "none"] = Field("cosine", description="learning-rate schedule")
     t_max: int = Field(20, gt=0, description="cosine schedule period in epochs")
     eta_min: float = Field(1e-6, ge=0, allow_inf_nan=False, description="cosine schedule floor")
+    checkpoint_monitor: Literal[CHECKPOINT_MONITORS] = Field(  # type: ignore[valid-type]
+        "val_accuracy", description="which epoch best.ckpt keeps: val_accuracy, val_loss or last")
     num_workers: int = Field(0, ge=0, description="accepted for MASE configs; batching is in memory")
     num_devices: int = Field(1, gt=0, description="devices to train on (--devices)")
     num_nodes: int = Field(1, gt=0, description="machines to train on")

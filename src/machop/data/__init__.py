@@ -1,8 +1,34 @@
 """Datasets: registry, in-memory splits and fast batching."""
 
-from machop.data.batches import example_batch, iterate_batches, num_batches
-from machop.data.dataset import DataOptions, Dataset, DatasetInfo, Split
-from machop.data.registry import DATASETS, DESCRIPTIONS, load_dataset
+from __future__ import annotations
 
-__all__ = ["DATASETS", "DESCRIPTIONS", "DataOptions", "Dataset", "DatasetInfo", "Split",
-           "example_batch", "iterate_batches", "load_dataset", "num_batches"]
+import importlib
+from typing import Any
+
+# Submodules load on first use: listing the registry must not import torch.
+_LAZY = {
+    "DATASETS": "machop.data.registry",
+    "DESCRIPTIONS": "machop.data.registry",
+    "load_dataset": "machop.data.registry",
+    "static_info": "machop.data.registry",
+    "DataOptions": "machop.data.dataset",
+    "Dataset": "machop.data.dataset",
+    "DatasetInfo": "machop.data.dataset",
+    "Split": "machop.data.dataset",
+    "example_batch": "machop.data.batches",
+    "iterate_batches": "machop.data.batches",
+    "num_batches": "machop.data.batches",
+    "static_example": "machop.data.batches",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'machop.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

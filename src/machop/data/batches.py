@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import torch
 
-from machop.data.dataset import Split
+from machop.data.dataset import DatasetInfo, Split
 
 
 def iterate_batches(split: Split, batch_size: int, *, shuffle: bool = False,
@@ -34,3 +34,8 @@ def num_batches(split: Split, batch_size: int, drop_last: bool = False) -> int:
 def example_batch(split: Split, size: int = 8) -> torch.Tensor:
     """The first `size` inputs of a split, transformed as evaluation sees them."""
     return next(iterate_batches(split.head(size), size))[0]
+
+
+def static_example(info: DatasetInfo, size: int = 8) -> torch.Tensor:
+    """`size` zero inputs of the dataset's shape: enough to trace a model without its data."""
+    return torch.zeros(size, *info.input_shape)

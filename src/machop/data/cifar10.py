@@ -8,6 +8,7 @@ import pickle
 import shutil
 import tarfile
 import tempfile
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from machop.data.dataset import DataOptions, Dataset, DatasetInfo, Split
-from machop.data.file_errors import one_line, reading
+from machop.data.file_errors import DataNotFound, one_line, reading
 from machop.data.image_transforms import make_image_transform
 from machop.errors import DataError
 from machop.io_atomic import write_atomic
@@ -37,6 +38,8 @@ STD = (0.2470, 0.2435, 0.2616)
 VALIDATION_FRACTION = 0.1
 VALIDATION_SEED = 42
 CROP_PADDING = 4
+INFO = DatasetInfo(name="cifar10", num_classes=len(CLASS_NAMES), num_features=PIXELS,
+                   image_size=IMAGE_SIZE, class_names=CLASS_NAMES)
 
 # The batches hold only dicts, lists, bytes and numpy arrays, so nothing else may be imported.
 ALLOWED_PICKLE_GLOBALS = frozenset({
@@ -56,10 +59,8 @@ def load_cifar10(options: DataOptions) -> Dataset:
     train_index, validation_index = validation_split(len(train_y))
     train_transform = make_image_transform(MEAN, STD, augment=True, padding=CROP_PADDING)
     eval_transform = make_image_transform(MEAN, STD, augment=False)
-    info = DatasetInfo(name="cifar10", num_classes=len(CLASS_NAMES), num_features=PIXELS,
-                       image_size=IMAGE_SIZE, class_names=read_class_names(folder))
     return Dataset(
-        info=info,
+        info=replace(INFO, class_names=read_class_names(folder)),
         train=Split(train_x[train_index], train_y[train_index], train_transform),
         validation=Split(train_x[validation_index], train_y[validation_index], eval_transform),
         test=Split(test_x, test_y, eval_transform),
@@ -86,7 +87,7 @@ def find_batches(options: DataOptions) -> Path:
         if missing:
             raise DataError(f"{archive} does not contain {BATCHES_DIR}/{', '.join(missing)}")
         return folders[0]
-    raise DataError(not_found_message(folders, archive, download_note))
+    raise DataNotFound(not_found_message(folders, archive, download_note))
 
 
 def missing_batches(folder: Path) -> list[str]:

@@ -26,6 +26,11 @@ class DatasetInfo:
     image_size: tuple[int, int, int] | None = None
     class_names: tuple[str, ...] = ()
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample: the image size for image data, else (num_features,)."""
+        return tuple(self.image_size) if self.image_size else (self.num_features,)
+
     def as_dict(self) -> dict:
         """Plain-data form, stored in checkpoints."""
         return {"name": self.name, "num_classes": self.num_classes,
@@ -69,6 +74,14 @@ class Split:
         return replace(self, x=self.x[:n], y=self.y[:n])
 
 
+def split_key(name: str) -> str:
+    """The canonical name of a split (train, validation or test); val and valid are aliases."""
+    key = _SPLIT_ALIASES.get(name)
+    if key is None:
+        raise DataError(f"unknown split {name!r} (valid: train, validation, test)")
+    return key
+
+
 @dataclass
 class Dataset:
     """A dataset held in memory as tensors."""
@@ -81,10 +94,7 @@ class Dataset:
 
     def split(self, name: str) -> Split:
         """Split by name: train, validation (or val), test."""
-        key = _SPLIT_ALIASES.get(name)
-        if key is None:
-            raise DataError(f"unknown split {name!r} (valid: train, validation, test)")
-        return getattr(self, key)
+        return getattr(self, split_key(name))
 
     def evaluation_split(self, name: str) -> Split:
         """A split for evaluation: the training split without its augmentation."""

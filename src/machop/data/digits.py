@@ -9,6 +9,8 @@ from machop.data.dataset import DataOptions, Dataset, DatasetInfo, Split
 from machop.data.splits import standardise, three_way_split
 
 IMAGE_SIZE = (1, 8, 8)
+INFO = DatasetInfo(name="digits", num_classes=10, num_features=64, image_size=IMAGE_SIZE,
+                   class_names=tuple(str(d) for d in range(10)))
 
 
 def load_digits(options: DataOptions) -> Dataset:
@@ -21,6 +23,4 @@ def load_digits(options: DataOptions) -> Dataset:
     parts = standardise(three_way_split(x, y, stratify=True))
     splits = {name: Split(torch.from_numpy(px).reshape(-1, *IMAGE_SIZE), torch.from_numpy(py))
               for name, (px, py) in parts.items()}
-    info = DatasetInfo(name="digits", num_classes=10, num_features=64, image_size=IMAGE_SIZE,
-                       class_names=tuple(str(d) for d in range(10)))
-    return Dataset(info=info, **splits)
+    return Dataset(info=INFO, **splits)

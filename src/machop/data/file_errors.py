@@ -9,6 +9,10 @@ from pathlib import Path
 from machop.errors import DataError
 
 
+class DataNotFound(DataError):
+    """A dataset's files are absent (and were not downloaded); the message says where to get them."""
+
+
 def one_line(exc: BaseException) -> str:
     """An exception as `Type: message` on a single line."""
     text = " ".join(str(exc).split())

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from machop.data.dataset import SPLIT_NAMES, DataOptions, Dataset, DatasetInfo, Split
-from machop.data.file_errors import one_line, reading
+from machop.data.file_errors import DataNotFound, one_line, reading
 from machop.data.splits import standardise, three_way_split
 from machop.errors import DataError
 from machop.io_atomic import write_atomic
@@ -29,6 +29,7 @@ ONE_HOT_COLUMNS = tuple(f"j_{name}" for name in CLASS_NAMES)
 CLASS_COLUMN = "class"
 HDF5_TABLE = "t_allpar_new"
 OPENML_NAME = "hls4ml_lhc_jets_hlf"
+OPENML_URL = "https://www.openml.org/d/42468"
 HDF5_PATTERNS = ("*.z", "*.h5", "*.hdf5")
 TABLE_PATTERNS = ("*.arff", "*.csv", "*.parquet")
 CACHE_VERSION = 1
@@ -71,7 +72,7 @@ def load_jsc(options: DataOptions) -> Dataset:
             dataset = load_from_file(fetched, options)
             if dataset is not None:
                 return dataset
-    raise DataError(not_found_message(folders, ignored, download_note))
+    raise DataNotFound(not_found_message(folders, ignored, download_note))
 
 
 def search_folders(data_dir: Path) -> list[Path]:
@@ -95,9 +96,10 @@ def not_found_message(folders: Sequence[Path], ignored: Sequence[Path], download
     looked = " and ".join(str(folder) for folder in folders)
     skipped = f" (ignored, no JSC columns: {', '.join(map(str, ignored))})" if ignored else ""
     return (f"JSC data not found: looked in {looked} for *.z/*.h5/*.hdf5 (table {HDF5_TABLE}), "
-            f"*.arff, *.csv or *.parquet{skipped}; {download_note}; put the OpenML {OPENML_NAME} "
-            f"ARFF/CSV/parquet or the hls4ml .z HDF5 file (table {HDF5_TABLE}) in {folders[-1]}, "
-            f"or set data_dir / MACHOP_DATA_DIR")
+            f"*.arff, *.csv or *.parquet{skipped}; {download_note}; download the OpenML "
+            f"{OPENML_NAME} table (ARFF) from {OPENML_URL} into {folders[-1]} (CSV/parquet "
+            f"exports or the hls4ml .z HDF5 file with table {HDF5_TABLE} work too), or set "
+            f"data_dir / MACHOP_DATA_DIR")
 
 
 def load_from_file(path: Path, options: DataOptions) -> Dataset | None:
@@ -368,8 +370,11 @@ def fetch_openml_table(data_dir: Path) -> tuple[Path | None, str]:
     try:
         from sklearn.datasets import fetch_openml
 
-        bunch = fetch_openml(OPENML_NAME, version=1, as_frame=False, parser="liac-arff",
-                             data_home=str(data_dir))
+        with warnings.catch_warnings():
+            # scikit-learn warns on every retry; the outcome is reported in one line instead
+            warnings.simplefilter("ignore")
+            bunch = fetch_openml(OPENML_NAME, version=1, as_frame=False, parser="liac-arff",
+                                 data_home=str(data_dir))
         write_atomic(target, lambda stream: write_table_csv(
             stream, list(bunch.feature_names), np.asarray(bunch.data), np.asarray(bunch.target)))
     except Exception as exc:  # offline, HTTP errors, odd payloads: report and fall through

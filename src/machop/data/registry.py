@@ -1,50 +1,55 @@
-"""Dataset registry: a name in a config maps to one loader function."""
+"""Dataset registry: a name in a config maps to one dataset module.
+
+Each entry names its module, the loader in it and one line on the data, so listing the
+registry imports neither torch nor the loaders. Every dataset module also declares `INFO`,
+its static facts (input shape, classes, features), which hold whether or not its files exist.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from machop.data.dataset import DataOptions, Dataset
 from machop.errors import DataError, unknown_name
 
-DatasetLoader = Callable[[DataOptions], Dataset]
+if TYPE_CHECKING:
+    from machop.data.dataset import DataOptions, Dataset, DatasetInfo
 
 
-def _digits(options: DataOptions) -> Dataset:
-    from machop.data.digits import load_digits
-    return load_digits(options)
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: its module (which defines the loader and INFO) and a description."""
+
+    module: str
+    loader: str
+    description: str
+
+    def load(self, options: DataOptions) -> Dataset:
+        """Load the dataset, importing its module on first use."""
+        return getattr(importlib.import_module(self.module), self.loader)(options)
+
+    def static_info(self) -> DatasetInfo:
+        """The facts a model factory needs, known without reading any file."""
+        return importlib.import_module(self.module).INFO
 
 
-def _jsc(options: DataOptions) -> Dataset:
-    from machop.data.jsc import load_jsc
-    return load_jsc(options)
-
-
-def _cifar10(options: DataOptions) -> Dataset:
-    from machop.data.cifar10 import load_cifar10
-    return load_cifar10(options)
-
-
-def _toy_tiny(options: DataOptions) -> Dataset:
-    from machop.data.toy import load_toy_tiny
-    return load_toy_tiny(options)
-
-
-DATASETS: dict[str, DatasetLoader] = {
-    "digits": _digits,
-    "jsc": _jsc,
-    "cifar10": _cifar10,
-    "toy-tiny": _toy_tiny,
+DATASETS: dict[str, DatasetEntry] = {
+    "digits": DatasetEntry("machop.data.digits", "load_digits",
+                           "scikit-learn's bundled handwritten digits, 1797 8x8 images, 10 classes "
+                           "(default)"),
+    "jsc": DatasetEntry("machop.data.jsc", "load_jsc",
+                        "jet substructure classification (OpenML hls4ml_lhc_jets_hlf), 16 features, "
+                        "5 classes"),
+    "cifar10": DatasetEntry("machop.data.cifar10", "load_cifar10",
+                            "CIFAR-10 python pickle batches, 32x32x3 images, 10 classes"),
+    "toy-tiny": DatasetEntry("machop.data.toy", "load_toy_tiny",
+                             "synthetic 4-feature task, class = sum of features > 0"),
 }
 
-DESCRIPTIONS = {
-    "digits": "scikit-learn's bundled handwritten digits, 1797 8x8 images, 10 classes (default)",
-    "jsc": "jet substructure classification (OpenML hls4ml_lhc_jets_hlf), 16 features, 5 classes",
-    "cifar10": "CIFAR-10 python pickle batches, 32x32x3 images, 10 classes",
-    "toy-tiny": "synthetic 4-feature task, class = sum of features > 0",
-}
+DESCRIPTIONS = {name: entry.description for name, entry in DATASETS.items()}
 
 ALIASES = {"toy_tiny": "toy-tiny", "cifar-10": "cifar10", "jsc-hlf": "jsc"}
 
@@ -59,12 +64,26 @@ def downloads_allowed() -> bool:
     return os.environ.get("MACHOP_OFFLINE", "") in ("", "0", "false")
 
 
-def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0,
-                 cache: bool = True) -> Dataset:
-    """Load a registered dataset by name."""
+def dataset_entry(name: str) -> DatasetEntry:
+    """The registry entry for a dataset name or alias."""
     key = ALIASES.get(name, name)
     if key not in DATASETS:
         raise DataError(unknown_name("dataset", name, DATASETS))
-    options = DataOptions(data_dir=Path(data_dir) if data_dir else default_data_dir(),
-                          seed=seed, download=downloads_allowed(), cache=cache)
-    return DATASETS[key](options)
+    return DATASETS[key]
+
+
+def static_info(name: str) -> DatasetInfo:
+    """A dataset's input shape, classes and features, without reading its files."""
+    return dataset_entry(name).static_info()
+
+
+def load_dataset(name: str, *, data_dir: str | Path | None = None, seed: int = 0,
+                 cache: bool = True, download: bool | None = None) -> Dataset:
+    """Load a registered dataset by name (`download=None` follows MACHOP_OFFLINE)."""
+    from machop.data.dataset import DataOptions
+
+    entry = dataset_entry(name)
+    options = DataOptions(data_dir=Path(data_dir) if data_dir else default_data_dir(), seed=seed,
+                          download=downloads_allowed() if download is None else download,
+                          cache=cache)
+    return entry.load(options)

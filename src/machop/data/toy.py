@@ -8,6 +8,8 @@ from machop.data.dataset import DataOptions, Dataset, DatasetInfo, Split
 
 SIZES = {"train": 4096, "validation": 1024, "test": 1024}
 NUM_FEATURES = 4
+INFO = DatasetInfo(name="toy-tiny", num_classes=2, num_features=NUM_FEATURES,
+                   class_names=("negative", "positive"))
 
 
 def load_toy_tiny(options: DataOptions) -> Dataset:
@@ -17,6 +19,4 @@ def load_toy_tiny(options: DataOptions) -> Dataset:
     for name, size in SIZES.items():
         x = torch.randn(size, NUM_FEATURES, generator=generator)
         splits[name] = Split(x, (x.sum(dim=1) > 0).long())
-    info = DatasetInfo(name="toy-tiny", num_classes=2, num_features=NUM_FEATURES,
-                       class_names=("negative", "positive"))
-    return Dataset(info=info, **splits)
+    return Dataset(info=INFO, **splits)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from machop.errors import ModelError
 from machop.metrics.registry import MetricContext, compute_metrics
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def measure(model: nn.Module | Any, metrics: list[str] | None = None, *,

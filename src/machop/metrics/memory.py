@@ -1,19 +1,24 @@
-"""Peak memory of one inference batch or one training step, on CUDA or (approximately) on CPU.
+"""Peak memory of one inference batch or one training step, on CUDA or on CPU.
 
 On CUDA the caching allocator's own peak counter is exact: `max_memory_allocated()` after the call
 minus `memory_allocated()` before it (weights already on the device are not counted).
 
-On CPU there is no allocator counter, so the process's resident set size (RSS) is sampled about
-every millisecond in a background thread while the call runs (a few times, after one warm-up
-call); the result is the highest sample minus the RSS just before, clipped at 0. It is an
-approximation: allocations that live for less than a sampling period can be missed; pages are
-counted only once touched; the C allocator (glibc malloc arenas) keeps freed small blocks and
-hands them out again without growing the RSS, so a call whose temporaries fit into memory freed
-earlier can read 0; and anything else the process allocates meanwhile (other threads) is counted.
-Large tensors (hundreds of kB and more) are mmap-ed and returned to the OS when freed, so they are
-seen reliably. Where /proc is missing, psutil is used if importable, and else the lifetime
-high-water mark `resource.getrusage(...).ru_maxrss` (method "cpu_maxrss"), which only moves when
-the call exceeds every earlier peak of the process, so it is a lower bound that often reads 0.
+On CPU torch keeps no such counter, but its profiler records every allocation and free of torch's
+CPU allocator with its size (`profile_memory=True`). After one warm-up call, one call runs under
+the profiler and the peak of the running sum of those events is the result (method
+"cpu_torch_allocations"): the bytes of every tensor the call creates that are alive at the same
+time, exact to the byte and the same on every run. Memory that is not a torch tensor (numpy
+buffers, Python objects) is not counted.
+
+Only where the profiler cannot record allocations is the process's resident set size (RSS) sampled
+instead, about every millisecond in a background thread while the call runs a few times (method
+"cpu_rss_sampling"): the highest sample minus the RSS just before, clipped at 0. That is coarse
+for small models: pages are counted only once touched, and the C allocator (glibc malloc arenas)
+keeps freed small blocks and hands them out again without growing the RSS, so a call whose
+temporaries (tens of kB for a JSC MLP) fit into memory freed earlier reads 0. Where /proc is
+missing, psutil is used if importable, and else the lifetime high-water mark
+`resource.getrusage(...).ru_maxrss` (method "cpu_maxrss"), which only moves when the call exceeds
+every earlier peak of the process, so it is a lower bound that often reads 0.
 """
 
 from __future__ import annotations
@@ -117,7 +122,41 @@ class _PeakSampler:
         self.peak = max(self.peak, self._read())
 
 
+def profiled_peak(call: Callable[[], object]) -> int | None:
+    """Peak extra bytes torch's CPU allocator holds during `call`, from profiler events (or None)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    # Kineto logs two lines per profiled call on stderr unless its level is raised before its first
+    # use; a value the user set is kept.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+            call()
+        events = profiler.profiler.kineto_results.events()
+    except (RuntimeError, AttributeError):  # another profiler is running, or a build without kineto
+        return None
+    if not events:
+        return None
+    changes = sorted((event.start_ns(), event.nbytes()) for event in events
+                     if event.name() == "[memory]" and event.device_type() == DeviceType.CPU)
+    live = peak = 0
+    for _, size in changes:
+        live += size
+        peak = max(peak, live)
+    return peak
+
+
 def cpu_peak(call: Callable[[], object], repeats: int = CPU_REPEATS) -> MemoryResult:
+    """Peak bytes of torch's allocations in `call`; RSS sampling where the profiler cannot tell."""
+    call()
+    peak = profiled_peak(call)
+    if peak is not None:
+        return MemoryResult(peak, "cpu_torch_allocations", True)
+    return rss_peak(call, repeats)
+
+
+def rss_peak(call: Callable[[], object], repeats: int = CPU_REPEATS) -> MemoryResult:
     """Peak RSS increase of the process while `call` runs `repeats` times (after one warm-up)."""
     reader = rss_reader()
     if reader is None:
@@ -170,9 +209,11 @@ def make_training_step(model: nn.Module, batch: Tensor, targets: Tensor,
     x, y = batch.to(device), targets.to(device)
 
     def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(replica(x), y).backward()
         optimizer.step()
+        # Freed here, not at the start of the next step: the gradients belong to this step's peak,
+        # and a measured call then frees nothing that was allocated before it.
+        optimizer.zero_grad(set_to_none=True)
     return step
 
 

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from machop.errors import ConfigError, unknown_name
+
+if TYPE_CHECKING:
+    import torch
+
+# Groups measured on the dataset's samples; the others need only the input shape.
+DATA_GROUPS = frozenset({"classification"})
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,11 @@ class Metric:
     @property
     def result_key(self) -> str:
         return self.key or self.name
+
+    @property
+    def needs_data(self) -> bool:
+        """Whether the metric is measured on samples (not only on the input shape)."""
+        return self.group in DATA_GROUPS
 
 
 def _m(name: str, group: str, direction: str, unit: str = "", key: str = "", description: str = "") -> Metric:
@@ -79,6 +88,11 @@ def resolve_metric_names(names: Iterable[str] | None) -> list[str]:
         raise ConfigError(f"no metric named: give one or more comma-separated names "
                           f"(valid: {', '.join(METRICS)})")
     return chosen
+
+
+def data_metrics(names: Iterable[str]) -> list[str]:
+    """The metrics among `names` that need the dataset's samples."""
+    return [name for name in names if METRICS[name].needs_data]
 
 
 @dataclass
@@ -144,6 +158,8 @@ def _complexity(context: MetricContext) -> dict[str, Any]:
 
 
 def _batch(context: MetricContext) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     from machop.data.batches import iterate_batches
 
     if context.dataset is not None:

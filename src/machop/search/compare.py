@@ -506,11 +506,13 @@ def summary_table(comparison: Comparison) -> Any:
     """Rich table: sampler, median trials to the best (and repeats reaching it), seconds per trial."""
     from rich.table import Table
 
+    from machop.search.report.tables import compact_config
+
     best = comparison.cache.entries.get(comparison.best_key) if comparison.best_key else None
     title = (f"Samplers on {comparison.space_name} ({comparison.space_size:,} configurations), "
              f"{comparison.repeats} seeds x {comparison.budget} trials; best {comparison.best_value:.5g}")
-    table = Table(title=title, title_justify="left",
-                  caption=None if best is None else f"best configuration: {best.config}", caption_justify="left")
+    caption = None if best is None else f"best configuration: {compact_config(best.config, '; ')}"
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     for column in ("sampler", "median trials to best", "reached best", "median best at end",
                    "median s/trial", "sampler ms/trial"):
         table.add_column(column, justify="left" if column == "sampler" else "right")

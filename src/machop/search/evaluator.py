@@ -82,6 +82,13 @@ class TrialEvaluator:
         trial.set_user_attr(records.TRIAL_CACHED_FROM, earlier.number)
         return self._record(trial, dict(earlier.user_attrs[records.TRIAL_METRICS]), 0.0)
 
+    def evaluate_base(self) -> dict[str, Any]:
+        """Score the unquantized base model like a trial (the reports' reference; STUDY_BASE)."""
+        started = time.perf_counter()
+        self.run.report_epoch = None  # the base is no trial: nothing to prune
+        metrics = run_all(self.runners, self.base.copy(), self.run, {})
+        return base_record(metrics, self.settings, time.perf_counter() - started)
+
     def _pruning_reporter(self, trial: optuna.Trial):
         if self.settings.pruner == "none" or self.settings.multi_objective:
             return None
@@ -96,6 +103,16 @@ class TrialEvaluator:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {epoch}")
         return report
+
+
+def base_record(metrics: dict[str, Any], settings: StrategySettings, seconds: float) -> dict[str, Any]:
+    """STUDY_BASE: the metrics, and objective values and scaled metrics where they are finite."""
+    usable = first_nan(metrics, [o.name for o in settings.objectives]) is None
+    values = objective_values(metrics, settings) if usable else None
+    violations = constraint_violations(metrics, settings)
+    return {"metrics": metrics, "values": values if values is not None and finite(values) else None,
+            "scaled": scaled_metrics(metrics, settings) if usable else {},
+            "feasible": all(v <= 0 for v in violations), "seconds": seconds}
 
 
 def _completed_with_key(study: optuna.Study, key: str) -> optuna.trial.FrozenTrial | None:

@@ -7,6 +7,10 @@ Study user attributes:
   STUDY_SPACE      {"name": space name, "choices": {param: [choices]}}
   STUDY_MODEL      {"model", "dataset", "load_name"}
   STUDY_RUN_CONFIG the whole resolved run configuration the study was created with
+  STUDY_BASE       the unquantized base model scored like a trial, the reference of the reports:
+                   {"metrics": {name: float | None}, "values": [objective values] or None,
+                   "scaled": {name: value * scale}, "feasible": bool, "seconds": float}, or
+                   {"error": reason} when it could not be evaluated; absent in older studies
 
 Trial user attributes:
   TRIAL_METRICS    raw metric values {name: float | None}
@@ -31,6 +35,7 @@ STUDY_SUM_SCALED = "machop_sum_scaled"
 STUDY_SPACE = "machop_space"
 STUDY_MODEL = "machop_model"
 STUDY_RUN_CONFIG = "machop_run_config"
+STUDY_BASE = "machop_base"
 
 TRIAL_METRICS = "machop_metrics"
 TRIAL_SCALED = "machop_scaled"

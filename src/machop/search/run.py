@@ -45,6 +45,11 @@ class SearchOutcome:
     requeued: int
     outputs: dict[str, Path] = field(default_factory=dict)
 
+    @property
+    def base(self) -> dict[str, Any] | None:
+        """The float base model scored like a trial (records.STUDY_BASE), the reference."""
+        return self.study.user_attrs.get(records.STUDY_BASE)
+
 
 @dataclass
 class _Setup:
@@ -166,6 +171,7 @@ def _open_study(setup: _Setup, storage_url: str | None, search_dir: Path, study_
 def search(config: RunConfig, *, storage: str | None = None, study_name: str | None = None,
            progress: bool = False, worker: bool = False, **overrides: Any) -> SearchOutcome:
     """Run (or resume, or join with worker=True) the configured search and write its reports."""
+    from machop.api import note_random_weights
     from machop.project import Project
     from machop.search.report import write_search_outputs
 
@@ -181,9 +187,13 @@ def search(config: RunConfig, *, storage: str | None = None, study_name: str | N
         _check_database_study(setup, storage, name, worker)
     Project(search_dir).check_writable()
     if config.search.get("train_base") and not setup.config.load_name:
-        setup = _with_trained_base(setup, project)
+        setup = _with_trained_base(setup, project, progress=progress)
     study, location, resumed = _open_study(setup, storage, search_dir, name, 0, worker)
     requeued = requeue_dead(study, setup.settings.grace_period)
+    note_random_weights(setup.config, "search", trained_later=any(
+        getattr(runner, "name", "") == "basic_train" for runner in setup.evaluator.runners))
+    if not worker:
+        _record_base(setup, study, progress)
     with SearchProgress(progress, setup.budget, study) as bar:
         if setup.settings.n_jobs > 1:
             _run_with_processes(setup, study, storage or location, name, bar)
@@ -198,17 +208,57 @@ def _run_here(setup: _Setup, study: optuna.Study, bar: SearchProgress | None = N
                on_trial=None if bar is None else bar.update, grace_period=setup.settings.grace_period)
 
 
-def _with_trained_base(setup: _Setup, project: Any) -> _Setup:
+def _with_trained_base(setup: _Setup, project: Any, progress: bool = False) -> _Setup:
     """Train the base model first (or reuse that training from an earlier run of the search)."""
     from machop import api
-    from machop.train.checkpoint import load_checkpoint
+    from machop.train.checkpoint import load_base_checkpoint
 
     if not project.best_checkpoint.is_file():
-        api.train(setup.config.model_copy(update={"passes": {}}), progress=False)
-    load_checkpoint(setup.evaluator.base.module, project.best_checkpoint)
+        _say(progress, f"Training the base model {setup.config.model} "
+                       f"({setup.config.max_epochs} epochs, search.train_base)")
+        api.train(setup.config.model_copy(update={"passes": {}}), progress=progress)
+    else:
+        _say(progress, f"Base model: reusing {project.best_checkpoint}")
+    load_base_checkpoint(setup.evaluator.base.module, project.best_checkpoint, model_name=setup.config.model,
+                         dataset=setup.evaluator.run.dataset.info.name)
     setup.config = setup.config.model_copy(update={"load_name": str(project.best_checkpoint)})
     setup.attrs[records.STUDY_MODEL]["load_name"] = setup.config.load_name
     return setup
+
+
+def _say(enabled: bool, text: str) -> None:
+    """One plain line on the terminal that the progress bars use, when progress is shown."""
+    if enabled:
+        from rich import get_console
+
+        get_console().print(text, highlight=False, markup=False)
+
+
+def _record_base(setup: _Setup, study: optuna.Study, progress: bool) -> None:
+    """Score the float base model once per study (a resumed study keeps its record) and show it."""
+    import logging
+
+    from machop.errors import MachopError
+    from machop.search.report.study_info import base_summary
+
+    base = study.user_attrs.get(records.STUDY_BASE)
+    if not isinstance(base, dict):
+        trains = any(getattr(runner, "name", "") == "basic_train" for runner in setup.evaluator.runners)
+        _say(progress and trains, "Training the float base model like a candidate (basic_train)")
+        setup.evaluator.run.show_epochs = progress
+        try:
+            base = setup.evaluator.evaluate_base()
+        except MachopError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the trials may still work; the reports say why
+            base = {"error": f"{type(exc).__name__}: {exc}"}
+            logging.getLogger("machop").warning("the float base model could not be evaluated: %s",
+                                                base["error"])
+        finally:
+            setup.evaluator.run.show_epochs = False
+        study.set_user_attr(records.STUDY_BASE, base)
+    for line in base_summary(base, study):
+        _say(progress, line)
 
 
 def _run_with_processes(setup: _Setup, study: optuna.Study, storage: str, study_name: str,

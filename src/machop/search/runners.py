@@ -57,6 +57,7 @@ class RunContext:
     train_defaults: dict[str, Any]
     accelerator: str = "auto"
     report_epoch: EpochReporter | None = None
+    show_epochs: bool = False  # an epoch line per epoch while basic_train trains (the float base)
 
     @property
     def batch_size(self) -> int:
@@ -153,7 +154,7 @@ class BasicTrain(BasicEvaluation):
         callback = None
         if run.report_epoch is not None:
             callback = lambda end: run.report_epoch(end.epoch, end.metrics)  # noqa: E731
-        fit(graph.module, run.dataset, settings, on_epoch_end=callback)
+        fit(graph.module, run.dataset, settings, on_epoch_end=callback, progress=run.show_epochs)
         return super().__call__(graph, run, overrides)
 
 

@@ -240,3 +240,32 @@ def apply_checkpoint(model: nn.Module, checkpoint: Checkpoint, path: str | Path)
 def load_checkpoint(model: nn.Module, path: str | Path, load_type: str = "auto") -> nn.Module:
     """Read a checkpoint and load it into `model`; returns the loaded model."""
     return apply_checkpoint(model, read_checkpoint(path, load_type), path)
+
+
+def _made_for(checkpoint: Checkpoint) -> str:
+    """'<model> on <dataset>' as far as the checkpoint records them."""
+    model = checkpoint.model_name or "an unnamed model"
+    dataset = checkpoint.dataset_info.name if checkpoint.dataset_info is not None else "unknown data"
+    return f"{model} on {dataset}"
+
+
+def load_base_checkpoint(model: nn.Module, path: str | Path, *, model_name: str,
+                         dataset: str) -> nn.Module:
+    """Load the base checkpoint an earlier run left in a project folder into `model`.
+
+    A project folder is named after the config's `project`, so a run of another model or
+    dataset with the same config finds the first run's checkpoint there: that is refused with
+    the way out (--project) rather than a bare list of shape mismatches.
+    """
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    problem = _mismatch_message(path, model, checkpoint.state_dict)
+    found = checkpoint.dataset_info.name if checkpoint.dataset_info is not None else None
+    if problem is None and found in (None, dataset):
+        model.load_state_dict(checkpoint.state_dict)
+        return model
+    detail = problem.split(": ", 1)[1] if problem else f"trained on {found!r}, not {dataset!r}"
+    raise CheckpointError(f"project folder {str(path.parents[1])!r} holds the base checkpoint of "
+                          f"another run ({_made_for(checkpoint)}; this run: {model_name} on "
+                          f"{dataset}): {detail}; pass --project NAME to give this run a folder "
+                          "of its own")

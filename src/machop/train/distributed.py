@@ -136,12 +136,24 @@ class Ranks:
         self.fabric.barrier()
 
 
+def _missing_fabric(name: str) -> ConfigError:
+    return ConfigError(f"num_devices/num_nodes > 1 needs Lightning Fabric, which is not "
+                       f"installed ({name} is missing); run: {INSTALL_HINT}")
+
+
+def require_fabric() -> None:
+    """Refuse early (without importing it: that takes seconds) when Lightning is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("lightning") is None:
+        raise _missing_fabric("lightning")
+
+
 def _import_fabric() -> Any:
     try:
         from lightning.fabric import Fabric
     except ImportError as exc:
-        raise ConfigError(f"num_devices/num_nodes > 1 needs Lightning Fabric, which is not "
-                          f"installed ({exc.name or 'lightning'} is missing); run: {INSTALL_HINT}") from exc
+        raise _missing_fabric(exc.name or "lightning") from exc
     # Lightning logs "Initializing distributed ..." banners at INFO; machop says what matters.
     for name in ("lightning.fabric", "lightning.pytorch"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -302,13 +314,16 @@ def run(command: str, config: RunConfig, body: Callable[[Ranks], T],
         check: Callable[[], None] | None = None) -> T:
     """Run `body` on every rank of a process group for `config`; returns this rank's result.
 
-    `check` runs once, before any other process starts, when machop launches them itself.
+    `check` runs once, before any other process starts, when machop launches them itself;
+    it runs before Lightning is imported too, so bad input (a missing checkpoint or data file)
+    is reported at once.
     """
     check_launch(config)
-    Fabric = _import_fabric()
-    accelerator = _accelerator(config)
+    require_fabric()
     if check is not None and launcher_name() is None and env_is_rank_zero():
         check()  # on the machine of rank 0 only: the others must not create the project
+    Fabric = _import_fabric()
+    accelerator = _accelerator(config)
     with _own_launch(command, config) as children:
         try:
             fabric = Fabric(accelerator=accelerator, devices=config.num_devices,

@@ -12,9 +12,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from machop.config.schema import CHECKPOINT_MONITORS
 from machop.data.batches import iterate_batches, num_batches
 from machop.data.dataset import Dataset, Split
-from machop.errors import ModelError, TrainingError
+from machop.errors import ConfigError, ModelError, TrainingError
 from machop.train.device import Precision, resolve_device, resolve_precision
 from machop.train.distributed import Ranks, shard_bounds
 from machop.train.evaluate import evaluate
@@ -37,7 +38,7 @@ class EpochEnd:
 
 @dataclass
 class FitResult:
-    """Per-epoch history and the best epoch by validation accuracy."""
+    """Per-epoch history and the best epoch by the settings' checkpoint monitor."""
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
@@ -45,12 +46,28 @@ class FitResult:
     steps: int = 0
 
 
-def _is_better(metrics: dict[str, float], best: dict[str, float]) -> bool:
-    if not best:
+def is_better(metrics: dict[str, float], best: dict[str, float], monitor: str = "val_accuracy") -> bool:
+    """Whether an epoch's metrics beat the best so far under a checkpoint monitor.
+
+    val_accuracy: higher accuracy, ties broken by lower loss; val_loss: lower loss, ties broken
+    by higher accuracy; last: every epoch beats the one before it.
+    """
+    if not best or monitor == "last":
         return True
+    if monitor == "val_loss":
+        if metrics["val_loss"] != best["val_loss"]:
+            return metrics["val_loss"] < best["val_loss"]
+        return metrics["val_accuracy"] > best["val_accuracy"]
     if metrics["val_accuracy"] != best["val_accuracy"]:
         return metrics["val_accuracy"] > best["val_accuracy"]
     return metrics["val_loss"] < best["val_loss"]
+
+
+def check_monitor(monitor: str) -> None:
+    """Refuse a checkpoint monitor the loop does not know, before any training."""
+    if monitor not in CHECKPOINT_MONITORS:
+        raise ConfigError(f"unknown checkpoint_monitor {monitor!r} "
+                          f"(valid: {', '.join(CHECKPOINT_MONITORS)})")
 
 
 class _Stepper:
@@ -199,6 +216,7 @@ def fit(model: nn.Module, dataset: Dataset, settings: TrainSettings, *,
     same on every rank and `on_epoch_end` sees the unwrapped model.
     """
     check_trainable(model)
+    check_monitor(settings.checkpoint_monitor)
     device = ranks.device if ranks is not None else resolve_device(settings.accelerator)
     precision = resolve_precision(settings.precision, device)
     model.to(device=device, dtype=precision.param_dtype)
@@ -229,7 +247,7 @@ def fit(model: nn.Module, dataset: Dataset, settings: TrainSettings, *,
             metrics.update(epoch=epoch + 1, lr=stepper.optimizer.param_groups[0]["lr"])
             if scheduler is not None:
                 scheduler.step()
-            improved = _is_better(metrics, result.best_metrics)
+            improved = is_better(metrics, result.best_metrics, settings.checkpoint_monitor)
             if improved:
                 result.best_epoch, result.best_metrics = epoch + 1, metrics
                 best_state = copy.deepcopy(model.state_dict())

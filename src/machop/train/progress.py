@@ -4,23 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
+SHOWN = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
 
 class EpochProgress:
-    """Shows steps of the current epoch with loss and accuracy; a no-op when disabled."""
+    """Shows steps of the current epoch with loss and accuracy; a no-op when disabled.
+
+    On a terminal a bar runs during each epoch and is replaced by the epoch's summary line;
+    in a file or pipe (a CI or SLURM log) only the summary lines are written.
+    """
 
     def __init__(self, enabled: bool, total_epochs: int) -> None:
         self.enabled = enabled
         self.total_epochs = total_epochs
+        self._console: Any = None
         self._progress: Any = None
         self._task: Any = None
 
     def __enter__(self) -> EpochProgress:
         if self.enabled:
-            from machop.progress import new_progress
+            from machop.progress import new_progress, stdout_console
 
-            self._progress = new_progress("[bold]{task.description}", "{task.fields[stats]}",
-                                          after_times=True)
-            self._progress.__enter__()
+            self._console = stdout_console()
+            # A bar in a file is never seen, and rich ends it with an empty line.
+            if self._console.is_interactive:
+                # Transient: every finished bar has been replaced by its summary line already.
+                self._progress = new_progress("[bold]{task.description}", "{task.fields[stats]}",
+                                              after_times=True, transient=True, console=self._console)
+                self._progress.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -35,13 +46,14 @@ class EpochProgress:
 
     def end_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         """Replace the finished bar by one summary line."""
-        if self._progress is None or self._task is None:
+        if self._console is None:
             return
-        self._progress.remove_task(self._task)
-        self._task = None
-        shown = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
-        text = "  ".join(f"{k} {metrics[k]:.4f}" for k in shown if k in metrics)
-        self._progress.console.print(f"epoch {epoch + 1}/{self.total_epochs}  {text}")
+        if self._progress is not None and self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
+        text = "  ".join(f"{k} {metrics[k]:.4f}" for k in SHOWN if k in metrics)
+        # One line per epoch however narrow the console: a log is read (and grepped) by line.
+        self._console.print(f"epoch {epoch + 1}/{self.total_epochs}  {text}", soft_wrap=True, markup=False)
 
     def advance(self, steps: int, **stats: float) -> None:
         """Move the bar on and show the latest statistics."""

@@ -25,6 +25,7 @@ class TrainSettings:
     accelerator: str = "auto"
     seed: int = 0
     log_every_n_steps: int = 50
+    checkpoint_monitor: str = "val_accuracy"
 
     @classmethod
     def from_config(cls, config: RunConfig) -> TrainSettings:
@@ -35,4 +36,5 @@ class TrainSettings:
                    accumulate_grad_batches=config.accumulate_grad_batches,
                    lr_scheduler=config.lr_scheduler, t_max=config.t_max, eta_min=config.eta_min,
                    precision=config.trainer_precision, accelerator=config.accelerator,
-                   seed=config.seed, log_every_n_steps=config.log_every_n_steps)
+                   seed=config.seed, log_every_n_steps=config.log_every_n_steps,
+                   checkpoint_monitor=config.checkpoint_monitor)

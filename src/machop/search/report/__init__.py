@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from machop.search.report.files import write_search_outputs
-from machop.search.report.tables import best_table, best_trials, trial_rows
+from machop.search.report.tables import add_base_row, best_table, best_trials, trial_rows
 
 if TYPE_CHECKING:
     import optuna
@@ -13,11 +13,11 @@ if TYPE_CHECKING:
 
 
 def print_best(study: optuna.Study, console: Console | None = None) -> None:
-    """Print the best trial or the Pareto front as a table (on machop's stdout console by default)."""
+    """Print the best trial or Pareto front and the float base reference row (stdout by default)."""
     if console is None:
         from machop.cli.console import out as console
     # Narrow terminals get objectives and configurations; trials.csv and report.html have the rest.
-    console.print(best_table(study, compact=console.width < 140))
+    console.print(add_base_row(best_table(study, compact=console.width < 140), study))
     from machop.search.report.sweep import sweep_table
 
     table = sweep_table(study)

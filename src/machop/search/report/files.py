@@ -1,4 +1,5 @@
-"""Write a search's outputs: trials.csv, MASE-compatible log.json and best.json, plots, report.html."""
+"""Write a search's outputs: trials.csv, MASE-compatible log.json and best.json, base_metrics.json,
+plots, report.html."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from machop.io_atomic import write_json_atomic, write_text_atomic
+from machop.search import records
 from machop.search.report import plots
 from machop.search.report import study_info as info
 from machop.search.report.html import write_html
@@ -90,6 +92,24 @@ def best_entries(study: optuna.Study) -> dict[str, dict[str, Any]]:
     return entries
 
 
+def base_entry(study: optuna.Study) -> dict[str, Any] | None:
+    """base_metrics.json: the float base model scored like a trial (None in older studies)."""
+    record = study.user_attrs.get(records.STUDY_BASE)
+    if not isinstance(record, dict):
+        return None
+    return json_safe({"label": info.BASE_LABEL, "objectives": info.objectives(study),
+                      "directions": info.directions(study), **record})
+
+
+def write_base_json(study: optuna.Study, path: Path) -> Path | None:
+    """Write base_metrics.json when the study recorded its base; else remove a stale one."""
+    entry = base_entry(study)
+    if entry is None:
+        Path(path).unlink(missing_ok=True)
+        return None
+    return write_json_atomic(path, entry)
+
+
 def write_plots(study: optuna.Study, plot_dir: Path) -> dict[str, Path | None]:
     """Every plot as PNG under plot_dir; None for a plot that does not apply."""
     importances = plots.all_importances(study)  # computed once: the slowest part of a report
@@ -108,12 +128,15 @@ def write_plots(study: optuna.Study, plot_dir: Path) -> dict[str, Path | None]:
 
 
 def write_search_outputs(study: optuna.Study, out_dir: Path) -> dict[str, Path]:
-    """Write trials.csv, log.json, best.json, sweep.csv (one varying parameter), plots/*.png and
-    report.html; return what was written."""
+    """Write trials.csv, log.json, best.json, base_metrics.json (when recorded), sweep.csv (one
+    varying parameter), plots/*.png and report.html; return what was written."""
     out_dir = Path(out_dir)
     written = {"trials_csv": write_trials_csv(study, out_dir / "trials.csv"),
                "log_json": write_json_atomic(out_dir / "log.json", log_entries(study)),
                "best_json": write_json_atomic(out_dir / "best.json", best_entries(study))}
+    base = write_base_json(study, out_dir / "base_metrics.json")
+    if base is not None:
+        written["base_json"] = base
     sweep = write_sweep_csv(study, out_dir / "sweep.csv")
     if sweep is not None:
         written["sweep_csv"] = sweep

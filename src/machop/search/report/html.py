@@ -14,7 +14,14 @@ from optuna.trial import TrialState
 from machop.io_atomic import write_text_atomic
 from machop.search import records
 from machop.search.report import study_info as info
-from machop.search.report.tables import best_cells, best_headers, best_title, best_trials, trial_rows
+from machop.search.report.tables import (
+    base_cells,
+    best_cells,
+    best_headers,
+    best_title,
+    best_trials,
+    trial_rows,
+)
 
 PLOT_CAPTIONS = {"history": "Optimization history", "pareto": "Pareto front",
                  "heatmaps": "Metric heatmaps", "sweep": "Metrics against the searched parameter",
@@ -36,6 +43,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.summary th { width: 12rem; }
 tr.state-FAIL td { background: #fdecea; } tr.state-PRUNED td { background: #fff8e1; }
 tr.infeasible td { color: #777; }
+tr.reference td { background: #f0f4fa; font-style: italic; }
 figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9rem; }
 pre.reason { white-space: pre-wrap; margin: 0; font-size: 0.8rem; }
@@ -93,6 +101,9 @@ def _summary_rows(study: optuna.Study) -> list[list[str]]:
             ["Direction(s)", ", ".join(info.directions(study))],
             ["Objectives", _objectives_text(study)], ["Trials", _state_counts(study)],
             ["Best", _best_text(study)]]
+    base = info.base_summary(study.user_attrs.get(records.STUDY_BASE), study)
+    if base:
+        rows.append(["Float base", "\n".join(line.strip() for line in base)])
     if space:
         size = 1
         for choices in space.values():
@@ -111,9 +122,16 @@ def _summary_section(study: optuna.Study) -> str:
 def _best_section(study: optuna.Study) -> str:
     trials = best_trials(study)
     title = escape(best_title(study, len(trials)))
-    if not trials:
-        return f"<h2>{title}</h2>\n<p>No feasible COMPLETE trial.</p>"
-    return f"<h2>{title}</h2>\n" + html_table(best_headers(study), [best_cells(t) for t in trials])
+    rows, classes = [best_cells(t) for t in trials], [""] * len(trials)
+    base = base_cells(study)
+    if base is not None:
+        rows, classes = [*rows, base], [*classes, "reference"]
+    note = "" if trials else "<p>No feasible COMPLETE trial.</p>\n"
+    if not rows:
+        return f"<h2>{title}</h2>\n{note}"
+    reference = (f"<p>The last row, {escape(info.BASE_LABEL)}, is the untransformed base model scored "
+                 "like a trial: the reference of the search.</p>\n" if base is not None else "")
+    return f"<h2>{title}</h2>\n{note}{reference}" + html_table(best_headers(study), rows, classes)
 
 
 def _image_tag(path: Path, caption: str) -> str:

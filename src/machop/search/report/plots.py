@@ -28,6 +28,8 @@ DPI = 120
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
          "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 12}
 FEASIBLE_COLOUR, INFEASIBLE_COLOUR, BEST_COLOUR = "#4c72b0", "#999999", "#c44e52"
+BASE_COLOUR = "#222222"  # the float base model: the reference every plot marks the same way
+BASE_LINE = {"color": BASE_COLOUR, "linestyle": "--", "linewidth": 1.2}
 MAX_ANNOTATED_CELLS = 400
 
 
@@ -87,7 +89,8 @@ def _best_so_far(values: np.ndarray, direction: str) -> np.ndarray:
     return np.minimum.accumulate(values) if direction == "minimize" else np.maximum.accumulate(values)
 
 
-def _draw_history(ax: Any, trials: list[FrozenTrial], index: int, direction: str, label: str) -> None:
+def _draw_history(ax: Any, trials: list[FrozenTrial], index: int, direction: str, label: str,
+                  base: float | None = None) -> None:
     feasible = [trial for trial in trials if info.is_feasible(trial)]
     infeasible = [trial for trial in trials if not info.is_feasible(trial)]
     if infeasible:
@@ -99,6 +102,8 @@ def _draw_history(ax: Any, trials: list[FrozenTrial], index: int, direction: str
         ax.scatter(numbers, values, s=18, alpha=0.75, color=FEASIBLE_COLOUR, label="trial", zorder=3)
         ax.step(numbers, _best_so_far(values, direction), where="post", color=BEST_COLOUR,
                 linewidth=2, label="best so far", zorder=4)
+    if base is not None:
+        ax.axhline(base, **BASE_LINE, label=f"{info.BASE_LABEL} ({compact_number(base)})", zorder=1)
     ax.set_ylabel(label)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best")
@@ -110,11 +115,12 @@ def plot_history(study: optuna.Study, path: Path | str) -> Path | None:
     if not trials:
         return None
     labels, directions = info.objective_labels(study), info.directions(study)
+    base = info.base_values(study) or [None] * len(labels)
     with _style():
         figure = _figure(8, 1.2 + 3.0 * len(labels))
         axes = figure.subplots(len(labels), 1, squeeze=False, sharex=True)[:, 0]
         for index, ax in enumerate(axes):
-            _draw_history(ax, trials, index, directions[index], labels[index])
+            _draw_history(ax, trials, index, directions[index], labels[index], base[index])
         axes[-1].set_xlabel("trial number")
         figure.suptitle(f"Optimization history — {info.study_title(study)}")
         return _save(figure, path)
@@ -140,8 +146,16 @@ def _label_front(ax: Any, front: list[FrozenTrial], i: int, j: int, max_labels: 
         ax.annotate(text, point, fontsize=8, xytext=(6, -10), textcoords="offset points")
 
 
+def _draw_base_point(ax: Any, base: list[float], i: int, j: int) -> None:
+    """The float base model as a star with guide lines: trials beyond both lines beat it."""
+    ax.axvline(base[i], **BASE_LINE, alpha=0.6, zorder=1)
+    ax.axhline(base[j], **BASE_LINE, alpha=0.6, zorder=1)
+    ax.scatter([base[i]], [base[j]], s=160, marker="*", color=BASE_COLOUR, label=info.BASE_LABEL, zorder=6)
+    ax.annotate(info.BASE_LABEL, (base[i], base[j]), fontsize=8, xytext=(6, 6), textcoords="offset points")
+
+
 def _draw_projection(ax: Any, groups: dict[str, list[FrozenTrial]], i: int, j: int,
-                     labels: list[str], connect: bool) -> None:
+                     labels: list[str], connect: bool, base: list[float] | None = None) -> None:
     front = groups["front"]
     _scatter_trials(ax, groups["infeasible"], i, j, s=20, marker="x", color=INFEASIBLE_COLOUR,
                     label="infeasible trial", zorder=2)
@@ -155,6 +169,8 @@ def _draw_projection(ax: Any, groups: dict[str, list[FrozenTrial]], i: int, j: i
                 linewidth=1.5, zorder=4)
     if connect:
         _label_front(ax, front, i, j)
+    if base is not None:
+        _draw_base_point(ax, base, i, j)
     ax.set_xlabel(labels[i])
     ax.set_ylabel(labels[j])
     ax.grid(True, alpha=0.3)
@@ -181,7 +197,7 @@ def plot_pareto(study: optuna.Study, path: Path | str) -> Path | None:
         figure = _figure(7.5, 5.5) if len(pairs) == 1 else _figure(4.8 * columns, 4.2 * rows + 0.5)
         axes = figure.subplots(rows, columns, squeeze=False).ravel()
         for ax, (i, j) in zip(axes, pairs):
-            _draw_projection(ax, groups, i, j, labels, connect=len(labels) == 2)
+            _draw_projection(ax, groups, i, j, labels, connect=len(labels) == 2, base=info.base_values(study))
         for ax in axes[len(pairs):]:
             ax.set_visible(False)
         axes[0].legend(loc="best")
@@ -373,8 +389,17 @@ def _set_choice_ticks(ax: Any, params: list[str], axes: tuple[list[Any], list[An
     ax.set_ylabel(params[0])
 
 
+def _mark_base_on_colour_bar(colour_bar: Any, base: float) -> None:
+    """A dashed line across the colour bar at the float base model's value, when it is in range."""
+    low, high = colour_bar.mappable.get_clim()
+    if min(low, high) <= base <= max(low, high):
+        colour_bar.ax.axhline(base, color="white", linewidth=2.4)
+        colour_bar.ax.axhline(base, **{**BASE_LINE, "linewidth": 1.6})
+
+
 def _draw_heatmap(figure: Any, ax: Any, grid: np.ndarray, metric: str, params: list[str],
-                  axes: tuple[list[Any], list[Any]], constant: bool = False) -> None:
+                  axes: tuple[list[Any], list[Any]], constant: bool = False,
+                  base: float | None = None) -> None:
     import matplotlib
     import matplotlib.ticker
 
@@ -384,9 +409,12 @@ def _draw_heatmap(figure: Any, ax: Any, grid: np.ndarray, metric: str, params: l
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto", origin="lower")
     _set_choice_ticks(ax, params, axes)
     better = "higher" if info.metric_direction(metric) == "maximize" else "lower"
-    ax.set_title(f"{metric} (constant)" if constant else f"{metric} ({better} is better)")
+    title = f"{metric} (constant)" if constant else f"{metric} ({better} is better)"
+    ax.set_title(title if base is None else f"{title}\n{info.BASE_LABEL}: {compact_number(base)}")
     colour_bar = figure.colorbar(image, ax=ax, shrink=0.9)
     colour_bar.set_label(info.metric_label(metric))
+    if base is not None:
+        _mark_base_on_colour_bar(colour_bar, base)
     if np.isfinite(grid).any() and np.nanmax(np.abs(grid)) >= 1e4:
         colour_bar.formatter = matplotlib.ticker.FuncFormatter(lambda value, _: compact_number(value))
     if grid.size <= MAX_ANNOTATED_CELLS:
@@ -415,8 +443,10 @@ MAX_PANELS = 24  # constant metrics get a (flat) panel of their own while the fi
 
 
 def _heatmap_title(study: optuna.Study, trials: list[FrozenTrial], params: list[str],
-                   hidden: dict[str, float]) -> str:
+                   hidden: dict[str, float], marked: bool = False) -> str:
     lines = [f"Metrics over {params[0]} × {params[1]} — {info.study_title(study)}"]
+    if marked:
+        lines.append(f"(dashed line on a colour bar: the {info.BASE_LABEL} model's value)")
     if [name for name in varying_params(study, trials) if name not in params]:
         lines.append("(cells: mean over the other parameters)")
     if hidden:
@@ -447,6 +477,7 @@ def plot_heatmaps(study: optuna.Study, path: Path | str, params: Sequence[str] |
     if chosen is None or not metrics:
         return None
     axes = (param_choices(study, trials, chosen[0]), param_choices(study, trials, chosen[1]))
+    base = info.base_metrics(study)
     # Two panels a row keep the cell labels legible where the HTML report scales the image down,
     # unless there are so many that the figure would become a long strip.
     max_columns = 2 if len(metrics) <= 6 else 3 if len(metrics) <= 12 else 4
@@ -458,10 +489,10 @@ def plot_heatmaps(study: optuna.Study, path: Path | str, params: Sequence[str] |
         panels = figure.subplots(rows, columns, squeeze=False).ravel()
         for ax, metric in zip(panels, metrics):
             _draw_heatmap(figure, ax, metric_grid(trials, metric, chosen, axes), metric, chosen, axes,
-                          constant=metric in constant)
+                          constant=metric in constant, base=info.finite(base.get(metric)))
         for ax in panels[len(metrics):]:
             ax.set_visible(False)
-        figure.suptitle(_heatmap_title(study, trials, chosen, hidden))
+        figure.suptitle(_heatmap_title(study, trials, chosen, hidden, marked=bool(base)))
         return _save(figure, path)
 
 
@@ -495,8 +526,11 @@ def sweep_metrics(trials: list[FrozenTrial]) -> list[str]:
 
 
 def _draw_sweep(ax: Any, positions: np.ndarray, labels: list[str], values: np.ndarray, metric: str,
-                param: str) -> None:
+                param: str, base: float | None = None) -> None:
     ax.plot(positions, values, marker="o", color=FEASIBLE_COLOUR, linewidth=1.8)
+    if base is not None:
+        ax.axhline(base, **BASE_LINE, label=f"{info.BASE_LABEL} ({compact_number(base)})", zorder=1)
+        ax.legend(loc="best", fontsize=8)
     for x, value in zip(positions, values):
         if np.isfinite(value):
             ax.annotate(compact_number(value), (x, value), xytext=(0, 6), textcoords="offset points",
@@ -519,13 +553,15 @@ def plot_sweep(study: optuna.Study, path: Path | str) -> Path | None:
         return None
     choices = param_choices(study, trials, param)
     positions = np.arange(len(choices))
+    base = info.base_metrics(study)
     rows, columns = _grid_shape(len(metrics), max_columns=3 if len(metrics) <= 12 else 4)
     with _style():
         figure = _figure(4.2 * columns, 3.2 * rows + 0.6)
         panels = figure.subplots(rows, columns, squeeze=False).ravel()
         for ax, metric in zip(panels, metrics):
             _draw_sweep(ax, positions, [str(c) for c in choices],
-                        sweep_values(trials, metric, param, choices), metric, param)
+                        sweep_values(trials, metric, param, choices), metric, param,
+                        info.finite(base.get(metric)))
         for ax in panels[len(metrics):]:
             ax.set_visible(False)
         figure.suptitle(f"Metrics against {param} (mean per choice) — {info.study_title(study)}")

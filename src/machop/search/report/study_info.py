@@ -204,3 +204,61 @@ def format_mapping(values: dict[str, Any], separator: str = "\n") -> str:
 def trial_value_list(trial: FrozenTrial) -> list[float | None]:
     """The trial's objective values (Nones when it has none)."""
     return list(trial.values) if trial.values is not None else []
+
+
+# ---- the float base model, the reports' reference (records.STUDY_BASE) --------------------------
+
+BASE_LABEL = "float base"
+
+
+def base_record(study: optuna.Study) -> dict[str, Any] | None:
+    """The recorded evaluation of the float base model; None in older studies or when it failed."""
+    record = study.user_attrs.get(records.STUDY_BASE)
+    if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
+        return None
+    return record
+
+
+def base_metrics(study: optuna.Study) -> dict[str, Any]:
+    """The float base model's raw metrics ({} when not recorded)."""
+    record = base_record(study)
+    return dict(record["metrics"]) if record else {}
+
+
+def base_values(study: optuna.Study) -> list[float] | None:
+    """The float base model's objective values, scored like a trial's (None when not recorded)."""
+    record = base_record(study)
+    values = record.get("values") if record else None
+    if not isinstance(values, list) or len(values) != len(study.directions):
+        return None
+    numbers = [finite(value) for value in values]
+    return None if any(number is None for number in numbers) else numbers  # type: ignore[return-value]
+
+
+def _metric_text(name: str, value: Any) -> str:
+    unit = metric_unit(name)
+    return f"{name} {format_number(value)}" + (f" {unit}" if unit else "")
+
+
+REFERENCE_COSTS = ("bitops", "model_size", "params")  # shown with the objectives when recorded
+
+
+def base_summary(record: Any, study: optuna.Study) -> list[str]:
+    """Two lines: the float base model's objective metrics (and costs), then its objective value(s)."""
+    if not isinstance(record, dict):
+        return []
+    if not isinstance(record.get("metrics"), dict):
+        return [f"Float base model: not evaluated ({record.get('error', 'no record')})"]
+    metrics = record["metrics"]
+    names = [str(objective.get("name")) for objective in objectives(study)]
+    names += [name for name in REFERENCE_COSTS if name in metrics and name not in names]
+    shown = ", ".join(_metric_text(name, metrics.get(name)) for name in names)
+    lines = [f"Float base model (untransformed, scored like a trial): {shown}"]
+    values = base_values(study)
+    seconds = record.get("seconds")
+    took = f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+    if values is not None:
+        pairs = ", ".join(f"{label} {format_number(value)}"
+                          for label, value in zip(objective_labels(study), values))
+        lines.append(f"  objective: {pairs} (evaluated{took})")
+    return lines

@@ -50,9 +50,15 @@ def sweep_table(study: optuna.Study) -> Table | None:
     table.add_column(param, justify="left")
     for row in rows:
         table.add_column(info.format_number(row[param]), justify="right")
+    base = info.base_metrics(study)
+    if base:
+        table.add_column(info.BASE_LABEL, justify="right", style="italic")
     for name in list(rows[0])[1:]:
         unit = info.metric_unit(name)
-        table.add_row(f"{name} ({unit})" if unit else name, *(info.format_number(row[name]) for row in rows))
+        cells = [info.format_number(row[name]) for row in rows]
+        if base:
+            cells.append("" if name == "trials" else info.format_number(info.finite(base.get(name))))
+        table.add_row(f"{name} ({unit})" if unit else name, *cells)
     return table
 
 

@@ -117,6 +117,72 @@ def best_title(study: optuna.Study, count: int) -> str:
 
 COMPACT_COLUMNS = ("Software metrics", "Hardware metrics", "Scaled metrics")
 
+# ---- compact configurations: one line per node ---------------------------------------------------
+#
+# A parameter `[space:]node/field` is shown as `node: label value` with the fields of one node on
+# one line, e.g. `seq_blocks_2: in 4, w 3`. Labels: an operand's width is the operand's short
+# name (data_in -> in, weight -> w, bias -> b, data_out -> out); its other fields add a suffix
+# (frac_width /f, exponent_width /e, exponent_bias /eb, block_size /bs): `in/f 2`. Other fields:
+# channel_multiplier -> `ch ×2`, name (the arithmetic) -> its value alone (`integer`; "NA" reads
+# `float`), training hyperparameters (`train/...`) -> lr, batch, epochs, wd, opt. A tied key
+# joins its labels with "+" (`in+in/f 8,4`). Parameters without a node (a uniform multiplier)
+# go on an `all:` line. A composite space's prefix is dropped (its fields tell redefine from
+# quantize) unless it is numbered (`quantize2:seq_blocks_2`). Unknown fields keep their name.
+
+OPERAND_LABELS = {"data_in": "in", "weight": "w", "bias": "b", "data_out": "out"}
+OPERAND_FIELD_LABELS = {"width": "", "frac_width": "/f", "exponent_width": "/e",
+                        "exponent_bias": "/eb", "block_size": "/bs"}
+FIELD_LABELS = {"channel_multiplier": "ch", "learning_rate": "lr", "batch_size": "batch",
+                "max_epochs": "epochs", "weight_decay": "wd", "optimizer": "opt"}
+NO_NODE = "all"
+
+
+def field_label(field: str) -> str:
+    """The short label of one config field: data_in_frac_width -> in/f, weight_width -> w."""
+    if "+" in field:  # a tied key
+        return "+".join(field_label(part) for part in field.split("+"))
+    for operand, short in OPERAND_LABELS.items():
+        if field.startswith(operand + "_"):
+            rest = field[len(operand) + 1:]
+            return short + OPERAND_FIELD_LABELS.get(rest, "/" + rest)
+    return FIELD_LABELS.get(field, field)
+
+
+def _split_param(param: str) -> tuple[str, str]:
+    """(node, field) of `[space:]node/field`; the node is NO_NODE for a space-wide parameter."""
+    space, _, rest = param.partition(":") if ":" in param.split("/")[0] else ("", "", param)
+    node, _, field = rest.rpartition("/")
+    node = node or NO_NODE
+    if space and space[-1].isdigit():  # a second space of one kind: keep them apart
+        node = f"{space}:{node}"
+    return node, field
+
+
+def _value_text(field: str, value: Any) -> str:
+    if field == "name":
+        return "float" if value is None else str(value)
+    text = "NA" if value is None else info.format_number(value)
+    return f"×{text}" if field == "channel_multiplier" else text
+
+
+def compact_config(config: dict[str, Any], separator: str = "\n") -> str:
+    """A trial's sampled configuration, one `node: label value, ...` line per node."""
+    lines: dict[str, list[str]] = {}
+    for param, value in config.items():
+        node, field = _split_param(param)
+        text = _value_text(field, value)
+        lines.setdefault(node, []).append(text if field == "name" else f"{field_label(field)} {text}")
+    return separator.join(f"{node}: {', '.join(items)}" for node, items in lines.items())
+
+
+def config_legend(configs: list[dict[str, Any]]) -> str:
+    """'in = data_in_width, w = weight_width' for the abbreviations `compact_config` used."""
+    fields = dict.fromkeys(field for config in configs for param in config
+                           for field in _split_param(param)[1].split("+"))
+    pairs = [f"{field_label(field)} = {field}" for field in fields
+             if field != "name" and field_label(field) != field]
+    return ", ".join(pairs)
+
 
 def best_table(study: optuna.Study, compact: bool = False) -> Table:
     """A rich table of the best trial or the Pareto front (compact: objectives and configuration)."""
@@ -128,10 +194,41 @@ def best_table(study: optuna.Study, compact: bool = False) -> Table:
         header = headers[index]
         numeric = header == "Trial" or header in info.objective_labels(study)
         table.add_column(Text(header), justify="right" if numeric else "left", overflow="fold")
-    for trial in trials:
+    configs = [info.trial_config(trial) for trial in trials]
+    for trial, config in zip(trials, configs):
         cells = best_cells(trial)
+        cells[headers.index("Configuration")] = compact_config(config)
         # Text, not markup: configuration values may contain brackets.
         table.add_row(*(Text(cells[index]) for index in keep))
     if not trials:
         table.caption = "no feasible COMPLETE trial yet"
+    elif legend := config_legend(configs):
+        table.caption, table.caption_justify = legend, "left"
+    return table
+
+
+# ---- the float base model as the reference row of the best-trial table -------------------------
+
+BASE_CONFIGURATION = "the base model, untransformed (reference)"
+
+
+def base_cells(study: optuna.Study, separator: str = "\n") -> list[str] | None:
+    """The best-trial table's cells for the float base model; None when the study has no record."""
+    record = info.base_record(study)
+    if record is None:
+        return None
+    software, hardware = info.split_metrics(record["metrics"])
+    values = info.base_values(study) or [None] * len(study.directions)
+    return [info.BASE_LABEL, *(info.format_number(value) for value in values),
+            info.format_mapping(software, separator), info.format_mapping(hardware, separator),
+            info.format_mapping(record.get("scaled") or {}, separator), BASE_CONFIGURATION]
+
+
+def add_base_row(table: Table, study: optuna.Study) -> Table:
+    """Append the float base model under the trials of a best-trial table, cell by column header."""
+    cells = base_cells(study)
+    if cells is not None:
+        by_header = dict(zip(best_headers(study), cells))
+        table.add_row(*(Text(by_header.get(str(column.header), "")) for column in table.columns),
+                      style="italic")
     return table
