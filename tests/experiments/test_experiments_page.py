@@ -66,7 +66,7 @@ def test_blocks_quote_the_outputs_seeds_and_threads(written, tiny_runs):
     assert f"accuracy {number(base['accuracy'])}" in blocks["exp1"]
     assert f"{number(base['bitops'])} BitOPs" in blocks["exp1"] or number(base["bitops"]) in blocks["exp1"]
     assert f"(trial {best['number']}): accuracy {number(best['software_metrics']['accuracy'])}" in blocks["exp1"]
-    assert "trained 1 epochs with seed 0" in blocks["exp1"]
+    assert "trained 1 epoch with seed 0" in blocks["exp1"]
     # Experiment 2: every sampler's median best after the budget.
     for example, key in (("samplers_small", "exp2a"), ("samplers_large", "exp2b")):
         results = json.loads((project_dir(tiny_runs, example) / "compare_samplers" / "results.json").read_text())

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from optuna.trial import TrialState
 
 from machop.search import records
 from machop.search.claims import requeued_numbers
+from machop.search.study import open_storage, requeue_dead
 
 SPACE_SIZE = 16  # 2 data_in widths x 4 weight widths x 2 bias widths
 
@@ -69,8 +71,6 @@ def _start(command: list[str], log: Path) -> subprocess.Popen:
 @functools.lru_cache(maxsize=None)
 def _storage(url: str) -> optuna.storages.BaseStorage:
     """One storage (one connection pool) per database for the whole test session."""
-    from machop.search.study import open_storage
-
     return open_storage(url, Path("."))[0]
 
 
@@ -91,14 +91,24 @@ def _wait_for(condition, what: str, timeout: float = 120.0, poll: float = 0.05):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _pid_of(trial) -> str:
+    """The process id in the trial's worker stamp ("" when unstamped)."""
+    return (trial.user_attrs.get(records.TRIAL_WORKER, "") + "::").split(":")[1]
+
+
 def _running_trial_of(url: str, name: str, pid: int):
-    """A RUNNING trial of process `pid` that already holds its grid point."""
+    """A RUNNING trial of process `pid` that already holds its grid point.
+
+    Drawing the configuration is not holding it: a trial waits in its claim for lower-numbered
+    trials still drawing theirs and loses the point to one that draws the same; killed before
+    that, its copy is rightly a duplicate. The evaluator records the configuration only once
+    the claim is won.
+    """
     study = _load(url, name)
     if study is None:
         return None
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get(records.TRIAL_WORKER, "")
-        if worker.split(":")[1:2] == [str(pid)] and len(trial.params) == 3:
+        if _pid_of(trial) == str(pid) and records.TRIAL_CONFIG in trial.user_attrs:
             return trial
     return None
 
@@ -139,11 +149,6 @@ def _requeue_chain(study: optuna.Study, number: int) -> list:
         assert len(copies[chain[-1].number]) == 1, f"trial {chain[-1].number} was queued again more than once"
         chain.append(copies[chain[-1].number][0])
     return chain
-
-
-def _pid_of(trial) -> str:
-    """The process id in the trial's worker stamp ("" when unstamped)."""
-    return (trial.user_attrs.get(records.TRIAL_WORKER, "") + "::").split(":")[1]
 
 
 def _described(chain: list) -> list[tuple]:
@@ -197,6 +202,30 @@ def test_three_workers_one_killed_one_hung(postgres, tmp_path):
     assert report.returncode == 0, report.stderr
     assert postgres.url(name).split("@")[0] not in report.stdout  # the password is never printed
     assert (tmp_path / "report" / "trials.csv").is_file()
+
+
+def test_a_worker_frozen_inside_a_write_does_not_block_failing_its_trial(postgres):
+    """A hung worker's open transaction locks its trial's row; the server ends it after the grace period."""
+    from sqlalchemy import text
+
+    url = postgres.create_database("frozen_write")
+    storage = open_storage(url, Path("."), heartbeat_interval=1, grace_period=1)[0]
+    study = optuna.create_study(study_name="frozen", storage=storage)
+    trial = study.ask()
+    trial.suggest_categorical("a", [1, 2])
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    trial.set_user_attr(records.TRIAL_WORKER, f"{os.uname().nodename}:{finished.stdout.strip()}:1")
+    frozen = open_storage(url, Path("."), heartbeat_interval=1, grace_period=1)[0].engine.connect()
+    frozen.begin()  # the worker writes an attribute of its trial, then hangs before it commits
+    frozen.execute(text("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (:id, 'k', '1')"),
+                   {"id": trial._trial_id})
+    requeued: list[int] = []
+    other = threading.Thread(target=lambda: requeued.append(requeue_dead(study)), daemon=True)
+    other.start()
+    other.join(timeout=120)  # without the server's idle-in-transaction limit this waits forever
+    assert requeued == [1]
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert study.trials[1].user_attrs[records.TRIAL_REQUEUE_OF] == 0
 
 
 @pytest.mark.slow

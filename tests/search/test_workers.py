@@ -118,6 +118,27 @@ def test_a_copy_whose_worker_dies_too_is_queued_again_and_the_last_copy_counts()
     assert requeue_dead(study) == 0
 
 
+def test_a_trial_that_dies_before_winning_its_grid_point_leaves_it_to_the_lower_trial():
+    """Drawing a point is not holding it: a dead trial's copy loses to a lower trial drawing the same."""
+    study = _study()
+    study.enqueue_trial({"a": 1, "b": 3})
+    study.enqueue_trial({"a": 1, "b": 3})
+    lower = study.ask()
+    lower.set_user_attr(records.TRIAL_WORKER, worker_id())
+    lower.suggest_categorical("a", CHOICES["a"])  # still drawing its configuration
+    dead = _take(study, _dead_worker())  # drew the same point, died while its claim waited for `lower`
+    lower.suggest_categorical("b", CHOICES["b"])
+    assert requeue_dead(study) == 1
+    claim_grid_point(lower, dict(lower.params), patience=0.0)
+    copy = _take(study, worker_id())
+    assert copy.params == dead.params == lower.params
+    with pytest.raises(Unclaimed, match=f"duplicate of trial {lower.number}"):
+        claim_grid_point(copy, dict(copy.params), patience=0.0)
+    study.tell(lower, 1.0)
+    study.tell(copy, state=TrialState.FAIL)
+    assert counted_trials(study) == claimed_trials(study) == 1  # the configuration counts once
+
+
 def test_liveness():
     assert not is_dead(worker_id())
     assert not is_dead("some-other-host:1:1")

@@ -77,6 +77,30 @@ def test_shape_mismatch_is_named(tmp_path):
         load_checkpoint(fresh(0), path)
 
 
+def test_a_project_base_checkpoint_of_another_run_names_the_way_out(tmp_path):
+    from machop.train.checkpoint import load_base_checkpoint
+
+    digits = DatasetInfo("digits", num_classes=10, num_features=64)
+    path = save_checkpoint(tmp_path / "exp" / "checkpoints" / "best.ckpt",
+                           build_model("jsc-three-linear-layers", digits),
+                           model_name="jsc-three-linear-layers", dataset_info=digits)
+    with pytest.raises(CheckpointError) as shapes:
+        load_base_checkpoint(fresh(0), path, model_name="jsc-three-linear-layers", dataset="jsc")
+    assert str(shapes.value).startswith(
+        f"project folder {str(tmp_path / 'exp')!r} holds the base checkpoint of another run "
+        "(jsc-three-linear-layers on digits; this run: jsc-three-linear-layers on jsc): ")
+    assert "shape mismatch" in str(shapes.value) and "pass --project NAME" in str(shapes.value)
+    same_shapes = save_checkpoint(tmp_path / "other" / "checkpoints" / "best.ckpt", fresh(1),
+                                  model_name="jsc-three-linear-layers",
+                                  dataset_info=DatasetInfo("toy", num_classes=5, num_features=16))
+    with pytest.raises(CheckpointError, match="trained on 'toy', not 'jsc'; pass --project NAME"):
+        load_base_checkpoint(fresh(0), same_shapes, model_name="jsc-three-linear-layers", dataset="jsc")
+    own = save_checkpoint(tmp_path / "own.ckpt", fresh(1), model_name="jsc-three-linear-layers",
+                          dataset_info=JSC)
+    assert same_weights(fresh(1), load_base_checkpoint(fresh(0), own, model_name="jsc-three-linear-layers",
+                                                        dataset="jsc"))
+
+
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04broken"])
 def test_corrupt_checkpoint(tmp_path, content):
     path = tmp_path / "bad.ckpt"

@@ -21,7 +21,7 @@ MACHOP = Path(sys.executable).with_name("machop")
 TRAIN = ["train", "toy-tiny", "digits", "--max-epochs", "2", "--lr", "0.01", "--seed", "3",
          "--accelerator", "cpu", "--project", "p"]
 PER_RANK_BATCH = 32
-EXPECTED_FILES = {"config.toml", "metrics.json", "checkpoints", "checkpoints/best.ckpt",
+EXPECTED_FILES = {"config.toml", "config_table.txt", "metrics.json", "checkpoints", "checkpoints/best.ckpt",
                   "checkpoints/last.ckpt"}
 # The two runs differ only in float summation order: gloo adds two half-batch gradients where
 # one process sums the whole batch. After 40 Adam steps the weights agree to ~1e-7 (measured

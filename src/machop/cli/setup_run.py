@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from machop.cli import state
 from machop.cli.console import out, print_config_table
 from machop.cli.options import ConfigArgs
+
+if TYPE_CHECKING:
+    from machop.config.resolve import ResolvedConfig, ValueNote
+    from machop.config.schema import RunConfig
 
 log = logging.getLogger("machop")
 
 CONFIG_TABLE = "config_table.txt"
 
 
-def resolve_and_show(args: ConfigArgs, *, from_checkpoint: bool = False):
+def resolve_and_show(args: ConfigArgs, *, from_checkpoint: bool = False) -> ResolvedConfig:
     """Resolve defaults < file < flags, print the effective-config table, configure logging.
 
     With `from_checkpoint`, model, dataset and model_args missing from the config are taken
@@ -64,7 +68,7 @@ def configure_logging(level: str) -> None:
     logging.getLogger("machop").setLevel(level.upper())
 
 
-def with_checkpoint_names(resolved: Any) -> Any:
+def with_checkpoint_names(resolved: ResolvedConfig) -> ResolvedConfig:
     """model, dataset and model_args from a machop checkpoint where the config has none, noted."""
     from machop.config.resolve import ValueNote
     from machop.train.checkpoint import read_checkpoint
@@ -97,7 +101,7 @@ def _precision_words(precision: Any) -> str:
     return names.get(precision.param_dtype, str(precision.param_dtype))
 
 
-def device_notes(config: Any) -> dict[str, Any]:
+def device_notes(config: RunConfig) -> dict[str, ValueNote]:
     """What accelerator and trainer_precision mean on the device this run uses.
 
     Flagged (shown even at their default) when they differ from what the names ask for:
@@ -119,7 +123,7 @@ def device_notes(config: Any) -> dict[str, Any]:
     return notes
 
 
-def write_config_table(resolved: Any) -> Path | None:
+def write_config_table(resolved: ResolvedConfig) -> Path | None:
     """Write the full config table to <project>/config_table.txt (rank 0, existing folder only)."""
     from machop.cli.console import config_table_text
     from machop.io_atomic import write_text_atomic
@@ -135,5 +139,5 @@ def write_config_table(resolved: Any) -> Path | None:
     except OSError as exc:
         log.warning("could not write the configuration table to %s: %s", root / CONFIG_TABLE, exc)
         return None
-    out.print(f"Configuration table: {path}", soft_wrap=True)
+    out.print(f"Config table (every key): {path}", soft_wrap=True)
     return path

@@ -57,11 +57,27 @@ def _with_installed_driver(url: str) -> str:
     return url
 
 
+def _postgres_connect_args(url: str, grace_period: int) -> dict[str, Any]:
+    """Connection timeout, and an end to sessions left idle inside a transaction for a grace period.
+
+    A worker that hangs (stopped, frozen, its host gone) between two statements of a write keeps
+    its transaction open, and with it a lock on its trial's row: failing that trial would wait
+    forever, and every other worker with it. The server rolls such a session back instead.
+    """
+    from sqlalchemy.engine import make_url
+
+    given = make_url(url).query.get("options", "")  # connect_args replace the URL's own options
+    options = " ".join(given) if isinstance(given, tuple) else given
+    if grace_period > 0:
+        options = f"-c idle_in_transaction_session_timeout={grace_period * 1000} {options}".strip()
+    return {"connect_timeout": 10, **({"options": options} if options else {})}
+
+
 def _rdb_storage(url: str, heartbeat_interval: int, grace_period: int) -> optuna.storages.RDBStorage:
     url = _with_installed_driver(url)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("postgresql"):
-        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+        engine_kwargs["connect_args"] = _postgres_connect_args(url, grace_period)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,

@@ -159,11 +159,20 @@ def run_config(study: optuna.Study) -> dict[str, Any]:
     return dict(study.user_attrs.get(records.STUDY_RUN_CONFIG) or {})
 
 
+def strategy_setup(study: optuna.Study) -> dict[str, Any]:
+    """The [search.strategy.setup] table the study recorded."""
+    return dict(((study.user_attrs.get(records.STUDY_CONFIG) or {}).get("strategy") or {}).get("setup") or {})
+
+
 def sampler_seed(study: optuna.Study) -> int:
     """The sampler's seed: search.strategy.setup.seed, else the run's seed (worker 0)."""
-    setup = ((study.user_attrs.get(records.STUDY_CONFIG) or {}).get("strategy") or {}).get("setup") or {}
-    seed = setup.get("seed")
+    seed = strategy_setup(study).get("seed")
     return int(seed if seed is not None else run_config(study).get("seed", 0))
+
+
+def epochs(count: Any) -> str:
+    """'1 epoch', '10 epochs'."""
+    return f"{count} epoch" + ("" if count == 1 else "s")
 
 
 # ---- formatting ----------------------------------------------------------------------------------
@@ -175,14 +184,6 @@ def number(value: Any) -> str:
     if value is None:
         return "-"
     return f"{round(value):,}" if float(value).is_integer() else f"{value:.4f}"
-
-
-def short(value: Any) -> str:
-    """At most four significant digits with an SI suffix: 0.0123, 98.4k, 1.47M."""
-    from machop.search.report.plots import compact_number
-
-    value = info.finite(value)
-    return "-" if value is None else compact_number(value)
 
 
 def seconds(value: float) -> str:
@@ -211,6 +212,12 @@ def param_label(name: str) -> str:
                 and all(rest in OPERAND_FIELDS for rest in rests):
             return f"{operand} ({', '.join(OPERAND_FIELDS[rest] for rest in rests)})"
     return field
+
+
+def param_labels(names: Sequence[str]) -> dict[str, str]:
+    """param_label of each name, or the whole name where two fields would read the same."""
+    labels = [param_label(name) for name in names]
+    return {name: label if labels.count(label) == 1 else name for name, label in zip(names, labels)}
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -244,8 +251,8 @@ def _extreme(trials: list[optuna.trial.FrozenTrial], name: str,
 
 
 def _config_text(study: optuna.Study, trial: optuna.trial.FrozenTrial, names: Sequence[str]) -> str:
-    config = info.trial_config(trial)
-    return ", ".join(f"{param_label(name)} {choice_text(config.get(name))}" for name in names)
+    config, labels = info.trial_config(trial), param_labels(names)
+    return ", ".join(f"{labels[name]} {choice_text(config.get(name))}" for name in names)
 
 
 def _range_text(trials: list[optuna.trial.FrozenTrial], name: str, unit: str, scale: float = 1.0,
@@ -307,7 +314,8 @@ def _grid(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], params: S
     table = [[f"**{row}**", *(("**" + number(cells[(row, column)]) + "**"
                                 if cells.get((row, column)) == best else number(cells.get((row, column))))
                               for column in columns_of)] for row in rows_of]
-    headers = [f"{param_label(params[0])} \\ {param_label(params[1])}", *columns_of]
+    labels = param_labels(params)
+    headers = [f"{labels[params[0]]} \\ {labels[params[1]]}", *columns_of]
     return headers, table
 
 
@@ -319,10 +327,10 @@ def quant_grid_block(context: Context, step: Step) -> str:
     base = info.base_metrics(study)
     headers, table = _grid(study, trials, params, "accuracy")
     lines = [f"**Numbers (this run).** Base model {config.get('model')} ({number(base.get('params'))} "
-             f"parameters), trained {config.get('max_epochs')} epochs with seed {config.get('seed')}. "
+             f"parameters), trained {epochs(config.get('max_epochs'))} with seed {config.get('seed')}. "
              + _base_line(study, ("accuracy", "bitops", "model_size")), "",
-             f"Validation accuracy per configuration (rows: {param_label(params[0])}, columns: "
-             f"{param_label(params[1])}; the best in bold):", "", markdown_table(headers, table), ""]
+             f"Validation accuracy per configuration (rows: {param_labels(params)[params[0]]}, columns: "
+             f"{param_labels(params)[params[1]]}; the best in bold):", "", markdown_table(headers, table), ""]
     best = best_trials(study)[0]
     lines.append(f"- Best: {_config_text(study, best, params)} (trial {best.number}): accuracy "
                  f"{number(metric(best, 'accuracy'))}, {number(metric(best, 'bitops'))} BitOPs per sample.")
@@ -349,7 +357,7 @@ def quant_grid_block(context: Context, step: Step) -> str:
 
 
 def _cheapest_at_base(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], params: Sequence[str],
-                      best: optuna.trial.FrozenTrial) -> str:
+                      best: optuna.trial.FrozenTrial | None) -> str:
     base = info.base_metrics(study)
     accuracy, bitops = info.finite(base.get("accuracy")), info.finite(base.get("bitops"))
     if accuracy is None:
@@ -360,8 +368,9 @@ def _cheapest_at_base(study: optuna.Study, trials: list[optuna.trial.FrozenTrial
         best = max((metric(trial, "accuracy") or 0.0) for trial in trials)
         return f"No configuration reaches the float base accuracy ({number(accuracy)}); the best is {number(best)}."
     share = f" ({metric(cheapest, 'bitops') / bitops:.1%} of the float base's)" if bitops else ""
-    what = ("the best one" if info.trial_config(cheapest) == info.trial_config(best)
-            else f"{_config_text(study, cheapest, params)}, accuracy {number(metric(cheapest, 'accuracy'))}")
+    what = ("the best one" if best is not None and info.trial_config(cheapest) == info.trial_config(best)
+            else f"trial {cheapest.number} ({_config_text(study, cheapest, params)}), accuracy "
+                 f"{number(metric(cheapest, 'accuracy'))}")
     return (f"Cheapest configuration at or above the float base accuracy ({number(accuracy)}): {what}, "
             f"{number(metric(cheapest, 'bitops'))} BitOPs per sample{share}.")
 
@@ -416,16 +425,16 @@ def width_sweep_block(context: Context, step: Step) -> str:
     best = best_trials(study)[0]
     rows = [[choice_text(info.trial_config(t).get(param)),
              *(f"**{number(metric(t, n))}**" if n == "accuracy" and t.number == best.number
-               else number(metric(t, n)) if n != "bitops" else short(metric(t, n)) for n in names)]
+               else number(metric(t, n)) for n in names)]
             for t in ordered]
     base = info.base_metrics(study)
     if base:
-        rows.append(["float base", *(number(base.get(n)) if n != "bitops" else short(base.get(n)) for n in names)])
+        rows.append(["float base", *(number(base.get(n)) for n in names)])
     config = run_config(study)
-    epochs = _trained_epochs(study)
     grow = metric(ordered[-1], "params") / metric(ordered[0], "params")
     return "\n".join([
-        f"**Numbers (this run)**, each candidate trained {epochs} epochs from seed {config.get('seed')}:", "",
+        f"**Numbers (this run)**, each candidate trained {epochs(_trained_epochs(study))} from seed "
+        f"{config.get('seed')}:", "",
         markdown_table([param_label(param), "accuracy", "parameters", "FLOPs per sample", "BitOPs per sample"], rows),
         "",
         f"- Parameters grow {grow:.1f}× from the smallest to the largest multiplier; the best accuracy is at "
@@ -449,7 +458,7 @@ def width_grid_block(context: Context, step: Step) -> str:
     smallest = _extreme(trials, "params", False)
     base = info.base_metrics(study)
     accuracies = sorted(metric(t, "accuracy") for t in trials if metric(t, "accuracy") is not None)
-    lines = [f"**Numbers (this run)**, each pair trained {_trained_epochs(study)} epochs from seed "
+    lines = [f"**Numbers (this run)**, each pair trained {epochs(_trained_epochs(study))} from seed "
              f"{run_config(study).get('seed')}; validation accuracy (rows: {params[0]}, columns: {params[1]}; "
              "the best in bold):", "", markdown_table(headers, table), "",
              f"- Best pair {_config_text(study, best, params)} (trial {best.number}): accuracy "
@@ -487,11 +496,14 @@ def pareto_block(context: Context, step: Step) -> str:
     distinct = len(_distinct(complete))
     return "\n".join([
         f"**Numbers (this run)**: {len(complete)} trials ({distinct} distinct configurations), each trained "
-        f"{_trained_epochs(study)} epochs from seed {run_config(study).get('seed')}, NSGA-II seed "
-        f"{sampler_seed(study)}; the search {context.took(step)}. The front, ordered by accuracy:", "",
-        markdown_table(["trial", *(param_label(name) for name in params), "accuracy", "BitOPs per sample"], rows),
+        f"{epochs(_trained_epochs(study))} from seed {run_config(study).get('seed')}, sampler "
+        f"{strategy_setup(study).get('sampler', 'tpe')} with seed {sampler_seed(study)}; the search "
+        f"{context.took(step)}. The front, ordered by accuracy:", "",
+        markdown_table(["trial", *param_labels(params).values(), "accuracy", "BitOPs per sample"], rows),
         "",
-        "(\"float base\": the untransformed model, trained and scored like a candidate, 32-bit BitOPs.)"])
+        f"- Float base: the untransformed model (multiplier 1, float32, learning rate "
+        f"{run_config(study).get('learning_rate')}), trained and scored like a candidate.",
+        "- " + _cheapest_at_base(study, _distinct(complete), params, None)])
 
 
 def run_block(context: Context) -> str:

@@ -154,6 +154,19 @@ def _draw_base_point(ax: Any, base: list[float], i: int, j: int) -> None:
     ax.annotate(info.BASE_LABEL, (base[i], base[j]), fontsize=8, xytext=(6, 6), textcoords="offset points")
 
 
+LOG_SCALE_RATIO = 100  # an axis whose positive values span this factor or more is drawn in log scale
+
+
+def _scale_axes(ax: Any, groups: dict[str, list[FrozenTrial]], i: int, j: int,
+                base: list[float] | None) -> None:
+    """Log scale for an objective spanning orders of magnitude (BitOPs of a 32-bit base and 2-bit trials)."""
+    trials = [trial for group in groups.values() for trial in group]
+    for index, set_scale in ((i, ax.set_xscale), (j, ax.set_yscale)):
+        values = [trial.values[index] for trial in trials] + ([base[index]] if base else [])
+        if values and min(values) > 0 and max(values) >= LOG_SCALE_RATIO * min(values):
+            set_scale("log")
+
+
 def _draw_projection(ax: Any, groups: dict[str, list[FrozenTrial]], i: int, j: int,
                      labels: list[str], connect: bool, base: list[float] | None = None) -> None:
     front = groups["front"]
@@ -171,6 +184,7 @@ def _draw_projection(ax: Any, groups: dict[str, list[FrozenTrial]], i: int, j: i
         _label_front(ax, front, i, j)
     if base is not None:
         _draw_base_point(ax, base, i, j)
+    _scale_axes(ax, groups, i, j, base)
     ax.set_xlabel(labels[i])
     ax.set_ylabel(labels[j])
     ax.grid(True, alpha=0.3)
