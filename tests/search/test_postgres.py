@@ -207,6 +207,7 @@ def test_three_workers_one_killed_one_hung(postgres, tmp_path):
 def test_a_worker_frozen_inside_a_write_does_not_block_failing_its_trial(postgres):
     """A hung worker's open transaction locks its trial's row; the server ends it after the grace period."""
     from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
 
     url = postgres.create_database("frozen_write")
     storage = open_storage(url, Path("."), heartbeat_interval=1, grace_period=1)[0]
@@ -215,15 +216,21 @@ def test_a_worker_frozen_inside_a_write_does_not_block_failing_its_trial(postgre
     trial.suggest_categorical("a", [1, 2])
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     trial.set_user_attr(records.TRIAL_WORKER, f"{os.uname().nodename}:{finished.stdout.strip()}:1")
-    frozen = open_storage(url, Path("."), heartbeat_interval=1, grace_period=1)[0].engine.connect()
+    hung_worker = open_storage(url, Path("."), heartbeat_interval=1, grace_period=1)[0].engine
+    frozen = hung_worker.connect()
     frozen.begin()  # the worker writes an attribute of its trial, then hangs before it commits
-    frozen.execute(text("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (:id, 'k', '1')"),
+    frozen.execute(text("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (:id, 'hung', '1')"),
                    {"id": trial._trial_id})
     requeued: list[int] = []
     other = threading.Thread(target=lambda: requeued.append(requeue_dead(study)), daemon=True)
     other.start()
     other.join(timeout=120)  # without the server's idle-in-transaction limit this waits forever
+    with pytest.raises(OperationalError):  # the server ended the hung session and rolled its write back
+        frozen.commit()
+    frozen.close()
+    hung_worker.dispose()
     assert requeued == [1]
+    assert "hung" not in study.trials[0].user_attrs
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
     assert study.trials[1].user_attrs[records.TRIAL_REQUEUE_OF] == 0
 
