@@ -43,8 +43,8 @@ from rich.table import Table
 from machop import api
 from machop.config import load_config
 from machop.metrics.registry import MetricContext, compute_metrics
-from machop.search import run as search_run
 from machop.search.compare import EvaluationCache, Run, run_sampler
+from machop.search.setup import SearchSetup
 
 RESULTS = Path(__file__).parent / "results" / "sampler_efficiency.json"
 WIDTHS = [2, 3, 4, 8]
@@ -80,10 +80,10 @@ def search_section(bitops_scale: float) -> dict[str, Any]:
 
 def reference_bitops(config: dict[str, Any]) -> float:
     """BitOPs of the space's most expensive configuration (every width at its largest choice)."""
-    setup = search_run._set_up(load_config(None, **config, search=search_section(1.0)), {})
-    space = setup.evaluator.space
+    setup = SearchSetup.from_config(load_config(None, **config, search=search_section(1.0)))
+    space = setup.space
     sample = {name: max(choices) for name, choices in space.choices().items()}
-    candidate = space.build(sample, setup.evaluator.base)
+    candidate = space.build(sample, setup.base)
     return float(compute_metrics(["bitops"], MetricContext(graph=candidate.graph))["bitops"])
 
 
@@ -128,14 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         config = {**base_config(Path(tmp), args.epochs, args.seed),
                   "load_name": str(trained.project.best_checkpoint)}
         reference = reference_bitops(config)
-        setup = search_run._set_up(load_config(None, **config,
-                                               search=search_section(args.penalty / reference)), {})
+        setup = SearchSetup.from_config(load_config(None, **config,
+                                                    search=search_section(args.penalty / reference)))
         cache = EvaluationCache(setup.evaluator)
         started = time.perf_counter()
         cache.evaluate_all()
         brute_seconds = time.perf_counter() - started
 
-    space_size = setup.evaluator.space.size()
+    space_size = setup.space.size()
     failed = [e.error for e in cache.entries.values() if e.error]
     if failed:
         raise RuntimeError(f"{len(failed)} evaluation(s) failed, e.g. {failed[0]}")
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "space": {"model": "jsc-three-linear-layers", "dataset": "digits", "size": space_size,
-                  "choices": setup.evaluator.space.choices()},
+                  "choices": setup.space.choices()},
         "objective": f"accuracy - {args.penalty} * bitops / {reference:.0f}",
         "criterion": "accuracy >= optimum accuracy - 0.5 pp and bitops <= optimum bitops",
         "settings": vars(args), "threads": torch.get_num_threads(),

@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     quiet()
-    from machop.search.run import _set_up
+    from machop.search.setup import SearchSetup
 
     data_dir = jsc_data_dir()
     checkpoint = base_checkpoint(data_dir)
@@ -424,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         outcome, machop = timed_search(run_config(data_dir, checkpoint, Path(tmp), "p2",
                                                   ptq_search_table(args.trials)))
         trials = outcome.study.get_trials(deepcopy=False)
-        setup = _set_up(run_config(data_dir, checkpoint, Path(tmp), "p2", ptq_search_table(args.trials)), {})
+        setup = SearchSetup.from_config(run_config(data_dir, checkpoint, Path(tmp), "p2",
+                                                   ptq_search_table(args.trials)))
     evaluated = [t for t in trials if CACHED not in t.user_attrs and t.value is not None]
     sample = dict(evaluated[len(evaluated) // 2].params)
     forward = bare_forward_s(setup, sample, args.min_run_time)

@@ -114,14 +114,14 @@ def open_kind(kind: str, folder: Path) -> optuna.storages.BaseStorage:
 def one_run(kind: str, setup: Any, evaluator: Any, trials: int, folder: Path) -> dict[str, Any]:
     """N trials of machop's loop against a fresh storage of `kind`."""
     from machop.search.loop import run_trials
-    from machop.search.run import _pruner
+    from machop.search.pruners import build_pruner
     from machop.search.samplers import build_sampler
     from machop.search.study import create_or_resume
 
     folder.mkdir(parents=True)
     storage = open_kind(kind, folder)
     sampler = build_sampler("tpe", 0, evaluator.space.choices())
-    study, _ = create_or_resume(storage, "p4", setup.settings.directions, sampler, _pruner("none"), setup.attrs)
+    study, _ = create_or_resume(storage, "p4", setup.settings.directions, sampler, build_pruner("none"), setup.attrs)
     with mock.patch("os.fsync", lambda fd: None) if kind == DIAGNOSTIC else contextlib.nullcontext():
         started = time.perf_counter()
         run_trials(study, evaluator, trials)
@@ -145,12 +145,12 @@ def one_run(kind: str, setup: Any, evaluator: Any, trials: int, folder: Path) ->
 
 def real_trial(data_dir: Path, checkpoint: Path, trials: int, folder: Path) -> tuple[Any, dict[str, Any], Any]:
     """A real P2 search (after a warm-up): its timings, one trial's metrics and the set-up."""
-    from machop.search.run import _set_up
+    from machop.search.setup import SearchSetup
 
     timed_search(run_config(data_dir, checkpoint, folder, "warmup", ptq_search_table(WARMUP_TRIALS)))
     outcome, timings = timed_search(run_config(data_dir, checkpoint, folder, "p2", ptq_search_table(trials)))
     metrics = next(t.user_attrs["machop_metrics"] for t in outcome.study.trials if t.value is not None)
-    setup = _set_up(run_config(data_dir, checkpoint, folder, "p4", ptq_search_table(trials)), {})
+    setup = SearchSetup.from_config(run_config(data_dir, checkpoint, folder, "p4", ptq_search_table(trials)))
     return timings, metrics, setup
 
 

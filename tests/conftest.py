@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -40,9 +39,3 @@ def cli(capsys, monkeypatch):
         return CliResult(code, captured.out, captured.err)
     return invoke
 
-
-def tree(path: Path) -> dict[str, float]:
-    """Every file under `path` with its modification time."""
-    if not path.exists():
-        return {}
-    return {str(p.relative_to(path)): p.stat().st_mtime_ns for p in path.rglob("*")}

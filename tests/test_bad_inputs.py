@@ -351,7 +351,7 @@ CASES: dict[str, tuple[Callable[[Ctx], list[Any]], str]] = {
                                 "setup.seed"),
     "unsupported task": (_train("toy", "toy-tiny", "--task", "lm"), "'task'"),
     "zero devices": (_train("toy", "toy-tiny", "--devices", "0"), "'num_devices'"),
-    "unknown info topic": (lambda c: ["info", "samplers"], "unknown info topic 'samplers'"),
+    "unknown info topic": (lambda c: ["info", "widgets"], "unknown info topic 'widgets'"),
     # --- config files
     "missing config file": (lambda c: ["train", "-c", c.tmp / "missing.toml"], "does not exist"),
     "config path is a folder": (lambda c: ["train", "-c", c.tmp], "is not a file"),

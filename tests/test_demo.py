@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from machop.demo import (
     Spread,
@@ -118,21 +119,38 @@ def test_hidden_sizes_of_jsc_s():
     assert hidden_sizes(build_model("jsc-s", load_dataset("digits").info)) == (64, 32, 32, 32)
 
 
-def test_a_small_demo_trains_both_models_per_seed_and_writes_the_comparison(tmp_path, capsys):
+def small_config(tmp_path):
     config = tmp_path / "demo.toml"
     config.write_text('model = "jsc-s"\ndataset = "digits"\nmax_epochs = 2\nt_max = 2\n'
                       'batch_size = 64\nlearning_rate = 1e-2\nseed = 3\nproject = "small"\n'
-                      'checkpoint_monitor = "last"\n')
-    result = run_demo(config, 2, tmp_path / "out")
+                      'checkpoint_monitor = "last"\nproject_dir = "' + str(tmp_path / "out") + '"\n')
+    return config
+
+
+def test_a_small_demo_trains_both_models_per_seed_and_writes_the_comparison(tmp_path, capsys):
+    result = run_demo(small_config(tmp_path), 2)
     root = tmp_path / "out" / "small"
     assert result["seeds"] == [3, 4] and result["checkpoint_monitor"] == "last"
+    assert result["kept_epochs"] == [2, 2]  # "last" keeps the final epoch
     assert json.loads((root / "comparison.json").read_text()) == json.loads(json.dumps(result))
-    for seed in (3, 4):
-        metrics = json.loads((root / f"seed-{seed}" / "metrics.json").read_text())
-        assert metrics["best_epoch"] == 2  # "last" keeps the final epoch
     ours, theirs = result["runs"].values()
     assert len(ours) == len(theirs) == 2 and ours[0] != ours[1]
     summary = result["summary"]["machop jsc-s"]["accuracy"]
     assert summary["mean"] == pytest.approx((ours[0]["accuracy"] + ours[1]["accuracy"]) / 2)
     assert result["verdicts"]["accuracy"]["kind"] in ("on par", "better", "below")
     assert result["verdict"] in capsys.readouterr().out
+
+
+def test_the_demo_trains_exactly_as_machop_train_does(tmp_path):
+    from machop import api
+    from machop.config import load_config
+    from machop.train import read_checkpoint
+
+    config = small_config(tmp_path)
+    result = run_demo(config, 2, tmp_path / "demo")
+    trained = api.train(load_config(config, seed=4, project_dir=str(tmp_path / "train")))
+    assert result["runs"]["machop jsc-s"][1] == trained.test_metrics
+    kept = read_checkpoint(tmp_path / "demo" / "small" / "checkpoints" / "seed-4.ckpt")
+    best = read_checkpoint(trained.project.best_checkpoint)
+    assert kept.model_name == best.model_name == "jsc-s" and kept.config["seed"] == 4
+    assert all(torch.equal(kept.state_dict[k], v) for k, v in best.state_dict.items())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 
 class MachopError(Exception):
@@ -40,12 +40,22 @@ def closest(name: str, valid: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
+def did_you_mean(name: object, valid: Iterable[str], aliases: Mapping[str, str] | None = None) -> str:
+    """"; did you mean 'x'?" for `name`'s alias or closest valid name, or "" when nothing is close."""
+    hint = (aliases or {}).get(str(name)) or closest(str(name), valid)
+    return f"; did you mean {hint!r}?" if hint else ""
+
+
 def unknown_name(what: str, name: str, valid: Iterable[str]) -> str:
     """Message for an unknown registry name that suggests the closest valid one."""
     valid = sorted(valid)
-    hint = closest(name, valid)
-    suggestion = f"; did you mean {hint!r}?" if hint else ""
-    return f"unknown {what} {name!r}{suggestion} (valid: {', '.join(valid)})"
+    return f"unknown {what} {name!r}{did_you_mean(name, valid)} (valid: {', '.join(valid)})"
+
+
+def exception_line(exc: BaseException, limit: int | None = None) -> str:
+    """An exception as `Type: message` on one line, the message cut to `limit` characters."""
+    text = " ".join(str(exc).split())[:limit]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class TrainingError(MachopError):

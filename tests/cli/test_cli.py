@@ -155,8 +155,8 @@ def test_gpu_request_falls_back_to_cpu(cli, tmp_path):
 
 def test_train_on_jsc_and_cifar10_files_through_the_cli(cli, tmp_path):
     import numpy as np
-    from tests.data.test_cifar10 import write_batches
-    from tests.data.test_jsc import write_csv
+    from tests.helpers.cifar10 import write_batches
+    from tests.helpers.jsc import write_csv
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 16)).astype(np.float32)

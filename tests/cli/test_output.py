@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 from rich.console import Console
-from tests.search.test_report import ACCURACY, BITOPS, add, make_study
+from tests.helpers.studies import ACCURACY, BITOPS, add, make_study
 
 from machop.cli.console import config_table, config_table_text, print_config_table
 from machop.cli.setup_run import device_notes

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.helpers.jsc import OPENML_FEATURES, number, write_csv
 
 from machop.data.dataset import DataOptions
 from machop.data.jsc import CLASS_NAMES, FEATURES, load_jsc
 from machop.data.splits import three_way_split
 from machop.errors import DataError
 
-OPENML_FEATURES = [name.removeprefix("j_") for name in FEATURES]
 CLASS_COUNTS = {"g": 100, "q": 80, "w": 60, "z": 40, "t": 20}  # distinct, so the mapping is pinned
 NUM_UNIQUE = sum(CLASS_COUNTS.values())
 NUM_DUPLICATES = 25
@@ -39,11 +39,6 @@ def expected_parts(table) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return three_way_split(x[:NUM_UNIQUE], y, stratify=False)
 
 
-def number(value: np.float32) -> str:
-    """Shortest text that reads back as exactly this float32."""
-    return repr(float(value))
-
-
 def write_arff(path: Path, x: np.ndarray, letters: np.ndarray, *,
                classes: str = "g,q,w,z,t") -> Path:
     """ARFF text as OpenML exports it: unprefixed numeric attributes and a nominal class."""
@@ -52,14 +47,6 @@ def write_arff(path: Path, x: np.ndarray, letters: np.ndarray, *,
     lines += [f"@attribute class {{{classes}}}", "", "@data"]
     lines += [",".join([*map(number, row), str(c)]) for row, c in zip(x, letters)]
     path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def write_csv(path: Path, x: np.ndarray, letters: np.ndarray, *, names=OPENML_FEATURES) -> Path:
-    """CSV with a header row and a string class column."""
-    rows = [",".join([*names, "class"])]
-    rows += [",".join([*map(number, row), str(c)]) for row, c in zip(x, letters)]
-    path.write_text("\n".join(rows) + "\n")
     return path
 
 

@@ -109,7 +109,7 @@ def test_nonuniform_multipliers_heatmap_and_best_pair(tiny_runs):
 
 
 def test_vgg7_on_generated_cifar10_batches(cli, tmp_path):
-    from tests.data.test_cifar10 import write_batches
+    from tests.helpers.cifar10 import write_batches
 
     write_batches(tmp_path / "data" / "cifar-10-batches-py")
     _, out = search(cli, tmp_path, "vgg7_cifar_tpe", "--n-trials", "2", "--max-epochs", "1",

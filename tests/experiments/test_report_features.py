@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 
-from tests.search.test_report import ACCURACY, add, make_study
+from tests.helpers.studies import ACCURACY, add, make_study
 
-from machop.search.report import plots, print_best, write_search_outputs
+from machop.search.report import param_stats, plots, print_best, write_search_outputs
 from machop.search.report.sweep import sweep_rows
 
 PAIRS = ["16,8", "8,6", "4,2", "8,4"]
@@ -15,8 +15,8 @@ PAIRS = ["16,8", "8,6", "4,2", "8,4"]
 def test_tied_labels_sort_by_their_numbers_not_as_text():
     study = make_study([ACCURACY], choices={"a": PAIRS, "b": ["x", "y"]})
     add(study, {"a": "16,8", "b": "x"}, [0.5], {"accuracy": 0.5})
-    assert plots.param_choices(study, study.trials, "a") == ["4,2", "8,4", "8,6", "16,8"]
-    assert plots.param_choices(study, study.trials, "b") == ["x", "y"]
+    assert param_stats.param_choices(study, study.trials, "a") == ["4,2", "8,4", "8,6", "16,8"]
+    assert param_stats.param_choices(study, study.trials, "b") == ["x", "y"]
 
 
 def test_constant_metrics_get_a_flat_panel_and_are_not_hidden(tmp_path):
@@ -25,16 +25,16 @@ def test_constant_metrics_get_a_flat_panel_and_are_not_hidden(tmp_path):
         for b in (1, 2):
             add(study, {"a": a, "b": b}, [0.1 * a + 0.01 * b],
                 {"accuracy": 0.1 * a + 0.01 * b, "flops": 1312.0})
-    metrics, constant = plots.split_constant_metrics(study.trials)
+    metrics, constant = param_stats.split_constant_metrics(study.trials)
     assert metrics == ["accuracy"] and constant == {"flops": 1312.0}
-    assert plots.heatmap_metrics(study.trials) == (["accuracy", "flops"], {})
+    assert param_stats.heatmap_metrics(study.trials) == (["accuracy", "flops"], {})
     path = plots.plot_heatmaps(study, tmp_path / "h.png")
     assert path is not None and path.read_bytes()[:4] == b"\x89PNG"
-    crowded = {f"m{i}": float(i) for i in range(plots.MAX_PANELS)}  # constant, and too many
+    crowded = {f"m{i}": float(i) for i in range(param_stats.MAX_PANELS)}  # constant, and too many
     add(study, {"a": 1, "b": 1}, [0.5], {"accuracy": 0.5, "flops": 1312.0, **crowded})
     trials = [t for t in study.trials if "m0" in t.user_attrs.get("machop_metrics", {})]
-    shown, hidden = plots.heatmap_metrics(study.trials[:4] + trials)
-    assert shown == ["accuracy"] and "flops" in hidden and len(hidden) == plots.MAX_PANELS + 1
+    shown, hidden = param_stats.heatmap_metrics(study.trials[:4] + trials)
+    assert shown == ["accuracy"] and "flops" in hidden and len(hidden) == param_stats.MAX_PANELS + 1
 
 
 def test_one_varying_parameter_gives_a_sweep_table_csv_and_plot(tmp_path, capsys):

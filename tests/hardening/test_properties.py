@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from typing import Any
 
 import pytest
@@ -17,12 +18,13 @@ from machop.config.resolve import resolve_config
 from machop.config.schema import RunConfig
 from machop.config.toml_io import dumps_toml, read_toml, replace_na
 from machop.data import DatasetInfo
-from machop.errors import ConfigError, MachopError
+from machop.errors import ConfigError, MachopError, PassError, SearchError
 from machop.graph import Graph
 from machop.models import build_model
 from machop.passes import apply_passes, redefine_transform_pass
 from machop.quant import quantizers as Q
 from machop.quant.arithmetic import ARITHMETICS, InvalidOperand, OperandSpec
+from machop.search.settings import DIRECTIONS
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                           HealthCheck.filter_too_much])
@@ -398,7 +400,11 @@ def test_quantize_pass_refuses_any_table_with_a_machop_error(table):
     try:
         new, _ = apply_passes(base_graph(), [("quantize", table)])
     except MachopError as exc:
-        event(f"refused: {str(exc)[:40]}")
+        event("refused")
+        # Every refusal names the node and the key at fault.
+        match = re.match(r"node '(\w+)', key '(\w+)': ", str(exc))
+        assert type(exc) is PassError and match, str(exc)
+        assert match.group(1) in {node.name for node in base_graph().nodes}, str(exc)
         return
     event("accepted")
     assert new.module(torch.randn(3, 1, 8, 8)).shape == (3, 10)
@@ -428,7 +434,11 @@ def test_redefine_pass_refuses_any_table_with_a_machop_error(table, inherit):
     try:
         new, _ = apply_passes(base_graph(), [("redefine", {**table, "inherit": inherit})])
     except MachopError as exc:
-        event(f"refused: {str(exc)[:40]}")
+        event("refused")
+        # Every refusal names its table: [passes.redefine] or the entry [passes.redefine.KEY.config].
+        match = re.match(r"\[passes\.redefine(?:\.(.+)\.config)?\] ", str(exc))
+        assert type(exc) is PassError and match, str(exc)
+        assert match.group(1) in (None, *table), str(exc)
         return
     event("accepted")
     assert new.module(torch.randn(3, 1, 8, 8)).shape[0] == 3
@@ -470,8 +480,50 @@ def strategy_tables(draw: st.DrawFn) -> dict[str, Any]:
     return table
 
 
+@st.composite
+def well_formed_strategy_tables(draw: st.DrawFn) -> dict[str, Any]:
+    """[search.strategy] tables that every check accepts: each metric has a runner that produces it."""
+    setup_values = {"sampler": st.sampled_from(["tpe", "random", "grid", "TPE", "nsgaii"]),
+                    "n_trials": st.integers(1, 30), "n_jobs": st.integers(1, 3),
+                    "timeout": st.floats(0.5, 100), "sum_scaled_metrics": st.booleans(),
+                    "direction": st.sampled_from(["maximize", "minimize"]),
+                    "pruner": st.sampled_from(["none", "median", "hyperband"]), "seed": st.integers(0, 9)}
+    setup = {key: draw(values) for key, values in setup_values.items() if draw(st.booleans())}
+    names = draw(st.lists(st.sampled_from(["accuracy", "loss", "bitops", "latency"]), min_size=1, max_size=3,
+                          unique=True))
+    metrics = {name: {"scale": draw(st.floats(-2, 2)), "direction": draw(st.sampled_from(DIRECTIONS))}
+               for name in names}
+    sw = {draw(st.sampled_from(["basic_evaluation", "basic_train"])): {}}
+    hw = {name: {} for name in ("bitops", "latency") if name in names or draw(st.booleans())}
+    table: dict[str, Any] = {"setup": setup, "metrics": metrics, "sw_runner": sw, "hw_runner": hw}
+    if draw(st.booleans()):
+        table["name"] = "bruteforce"
+    return table
+
+
+def _resolves(path: str, table: Any) -> bool:
+    """Whether a dotted config path leads through the keys of `table`."""
+    for part in path.split("."):
+        if not isinstance(table, dict) or part not in table:
+            return False
+        table = table[part]
+    return True
+
+
+def names_its_key(message: str, strategy: dict[str, Any]) -> bool:
+    """A refusal names where in the table it is: a path into it, or the runner or metric at fault."""
+    if match := re.match(r"search\.strategy\.([\w.]+?)(:| must )", message):
+        return _resolves(match.group(1), strategy)
+    runners = {**strategy.get("sw_runner", {}), **strategy.get("hw_runner", {})}
+    if match := re.match(r"runner '(\w+)': ", message):
+        return match.group(1) in runners
+    if match := re.match(r"metric '(\w+)' is produced by no configured runner", message):
+        return match.group(1) in strategy["metrics"]
+    return message.startswith("configure either") and {"basic_evaluation", "basic_train"} <= runners.keys()
+
+
 @PROPERTY
-@given(strategy=strategy_tables())
+@given(strategy=strategy_tables() | well_formed_strategy_tables())
 def test_strategy_table_is_accepted_or_refused_with_a_search_error(strategy):
     from machop.search.runners import build_runners, check_metrics_produced
     from machop.search.settings import parse_strategy
@@ -481,9 +533,21 @@ def test_strategy_table_is_accepted_or_refused_with_a_search_error(strategy):
         runners = build_runners(parsed.sw_runners, parsed.hw_runners)
         check_metrics_produced(runners, [o.name for o in parsed.objectives])
     except MachopError as exc:
-        event(f"refused: {str(exc)[:40]}")
+        event("refused")
+        assert type(exc) is SearchError
+        assert names_its_key(str(exc), strategy), str(exc)
         return
     event("accepted")
+    setup, metrics = strategy.get("setup") or {}, strategy["metrics"]
+    assert [(o.name, o.direction, o.scale) for o in parsed.objectives] == [
+        (name, spec["direction"], spec["scale"]) for name, spec in metrics.items()]
+    assert parsed.sampler == ("bruteforce" if strategy.get("name") == "bruteforce"
+                              else str(setup.get("sampler", "tpe")).lower())
+    for key in ("n_trials", "n_jobs", "timeout", "sum_scaled_metrics", "direction", "pruner", "seed"):
+        if key in setup:
+            assert getattr(parsed, key) == setup[key], key
+    for parsed_runners, key in ((parsed.sw_runners, "sw_runner"), (parsed.hw_runners, "hw_runner")):
+        assert parsed_runners == {name: options or {} for name, options in (strategy.get(key) or {}).items()}
 
 
 choices = st.lists(st.integers(0, 10) | st.sampled_from(["NA", "integer", "x"]) | st.floats(0.01, 4),
@@ -514,21 +578,74 @@ def space_tables(draw: st.DrawFn, nested: bool = True) -> dict[str, Any]:
     return {"name": name, "setup": setup, "seed": seeds}
 
 
+def widths_from(values: list[int]) -> st.SearchStrategy:
+    return st.lists(st.sampled_from(values), min_size=1, max_size=3, unique=True)
+
+
+@st.composite
+def well_formed_space_tables(draw: st.DrawFn, nested: bool = True) -> dict[str, Any]:
+    """[search.search_space] tables every check accepts: integer widths, multipliers that fit."""
+    kind = draw(st.sampled_from(["quantize", "redefine"] + (["composite"] if nested else [])))
+    if kind == "composite":
+        spaces = [draw(well_formed_space_tables(nested=False)) for _ in range(draw(st.integers(0, 2)))]
+        spaces.sort(key=lambda space: "quantize" in space["name"])  # redefine before quantize
+        hyperparameters = {"learning_rate": draw(st.lists(st.sampled_from([1e-3, 1e-2]), min_size=1,
+                                                          max_size=2, unique=True))}
+        return {"name": "composite", "spaces": spaces,
+                **({"hyperparameters": hyperparameters} if not spaces or draw(st.booleans()) else {})}
+    if kind == "redefine":
+        nodes = draw(st.lists(st.sampled_from(["seq_blocks_2", "seq_blocks_4"]), min_size=1, unique=True))
+        multipliers = st.lists(st.sampled_from([0.5, 1, 2]), min_size=1, max_size=3, unique=True)
+        return {"name": "graph/redefine/channel_multiplier", "setup": {"by": "name", "uniform": draw(st.booleans())},
+                "seed": {node: {"config": {"channel_multiplier": draw(multipliers)}} for node in nodes}}
+    integer = {"name": ["integer"], "data_in_width": draw(widths_from([4, 8, 16])), "data_in_frac_width": ["NA"],
+               "weight_width": draw(widths_from([2, 4, 8])), "weight_frac_width": ["NA"], "bias_width": [8]}
+    by = draw(st.sampled_from(["type", "name"]))
+    nodes = ["linear"] if by == "type" else draw(st.lists(st.sampled_from(KEYS_BY["name"][1:]), min_size=1,
+                                                          unique=True))
+    setup = {"by": by, **({"share_by_type": draw(st.booleans())} if by == "type" else {})}
+    return {"name": "graph/quantize/mixed_precision_ptq", "setup": setup,
+            "seed": {"default": {"config": {"name": ["NA"]}}, **{node: {"config": integer} for node in nodes}}}
+
+
+def names_its_path(message: str, space: dict[str, Any]) -> bool:
+    """A refusal starts with the config path of what is wrong: keys of the table, `spaces[i]` items,
+    and at most one last key that the message says is missing."""
+    rest, table = message.removeprefix("search.search_space"), space
+    if rest == message:
+        return False
+    while rest[:1] in (".", "["):
+        if match := re.match(r"\[(\d+)\]", rest):
+            if not isinstance(table, list) or int(match.group(1)) >= len(table):
+                return False
+            table, rest = table[int(match.group(1))], rest[match.end():]
+            continue
+        keys = [key for key in (table if isinstance(table, dict) else {})
+                if rest[1:].startswith(key) and rest[1 + len(key):][:1] in ("", ".", "[", ":", " ")]
+        if not keys:
+            return re.match(r"\.\w+ is missing", rest) is not None
+        key = max(keys, key=len)
+        table, rest = table[key], rest[1 + len(key):]
+    return rest[:1] in ("", ":", " ")
+
+
 @PROPERTY
-@given(space=space_tables(), data=st.data())
-def test_search_space_table_is_accepted_or_refused_with_a_machop_error(space, data):
+@given(space=space_tables() | well_formed_space_tables(), data=st.data())
+def test_search_space_table_is_accepted_or_refused_with_a_search_error(space, data):
     from machop.search.spaces import build_space
 
     try:
         built = build_space(space, base_graph())
     except MachopError as exc:
-        event(f"refused: {str(exc)[:40]}")
+        event("refused")
+        assert type(exc) is SearchError and names_its_path(str(exc), space), str(exc)
         return
     sample = {name: data.draw(st.sampled_from(values)) for name, values in built.choices().items()}
-    try:
-        candidate = built.build(sample, base_graph())
-    except MachopError as exc:
-        event(f"candidate refused: {str(exc)[:40]}")
-        return
+    before = {name: value.clone() for name, value in base_graph().module.state_dict().items()}
+    candidate = built.build(sample, base_graph())
     event("accepted")
-    candidate.graph.module(torch.randn(3, 1, 8, 8))
+    assert candidate.graph is not base_graph()
+    for name, value in base_graph().module.state_dict().items():
+        assert torch.equal(value, before[name]), f"building a candidate changed the base's {name}"
+    out = candidate.graph.module(torch.randn(3, 1, 8, 8))
+    assert out.shape == (3, 10) and bool(torch.isfinite(out).all())

@@ -167,7 +167,8 @@ def trained_digits():
     data = load_dataset("digits")
     torch.manual_seed(0)
     model = build_model("jsc-s", data.info)
-    fit(model, data, TrainSettings(max_epochs=15, learning_rate=1e-2, batch_size=32, t_max=15))
+    fit(model, data, TrainSettings(max_epochs=15, learning_rate=1e-2, batch_size=32, t_max=15,
+                                   precision="32"))
     return data, model.eval()
 
 

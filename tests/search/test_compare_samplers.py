@@ -1,11 +1,20 @@
-"""`machop compare-samplers`: outputs, best-so-far curves, brute force finds the optimum, errors."""
+"""`machop compare-samplers`: outputs, best-so-far curves, brute force finds the optimum, errors;
+the engine's exact results on a toy space and against real `machop search` runs."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import statistics
 from pathlib import Path
 
 import pytest
+import torch
+from tests.helpers.search import load
+
+from machop.search import records
+from machop.search.objective import config_key
 
 SPACE_SIZE = 12  # data_in_width 2 x weight_width 3 x bias_width 2, shared by the three linear layers
 BUDGET = 14
@@ -166,3 +175,141 @@ def test_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, checkpoint, arg
     assert result.code == 2, result.stdout
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+# ---- the engine on a space whose every value is known -----------------------------------------
+
+TOY_CHOICES = {"a": [0, 1, 2], "b": [0, 1, 2, 3]}
+
+
+def toy_value(a: int, b: int) -> float:
+    """The objective of the toy space: best at a = 1, b = 2 (value 0)."""
+    return -float((a - 1) ** 2 + (b - 2) ** 2)
+
+
+def toy_setup(constraints: dict[str, str] | None = None, fail_at: dict[str, int] | None = None):
+    """A SearchSetup over TOY_CHOICES whose runner computes toy_value (accuracy) and a + b (bitops)."""
+    from machop.config import load_config
+    from machop.graph.graph import Graph
+    from machop.search.evaluator import TrialEvaluator
+    from machop.search.runners import RunContext
+    from machop.search.settings import parse_strategy
+    from machop.search.setup import SearchSetup
+    from machop.search.space import Candidate, SearchSpace
+
+    class ToySpace(SearchSpace):
+        name = "toy"
+
+        def choices(self):
+            return TOY_CHOICES
+
+        def build(self, sample, base):
+            return Candidate(graph=base, train_overrides=dict(sample))  # the runner reads the sample
+
+    class ToyRunner:
+        produces = ("accuracy", "bitops")
+        calls: list[dict[str, int]] = []
+
+        def __call__(self, graph, run, sample):
+            ToyRunner.calls.append(sample)
+            if sample == fail_at:
+                raise MemoryError("simulated")
+            return {"accuracy": toy_value(sample["a"], sample["b"]), "bitops": float(sample["a"] + sample["b"])}
+
+    settings = parse_strategy({"sw_runner": {"basic_evaluation": {}},
+                               "metrics": {"accuracy": {"scale": 1.0, "direction": "maximize"}},
+                               "constraints": constraints or {}})
+    evaluator = TrialEvaluator(space=ToySpace(), base=Graph(torch.nn.Identity(), torch.zeros(1, 1)),
+                               runners=[ToyRunner()], settings=settings, run=RunContext(None, {}))
+    config = load_config(None, model="jsc-tiny", dataset="digits")
+    attrs = {records.STUDY_MODEL: {"model": "toy", "dataset": "none"}}
+    return SearchSetup(config, settings, evaluator, attrs, budget=12), ToyRunner.calls
+
+
+def brute_force(feasible=lambda a, b: True) -> tuple[float, list[dict[str, int]]]:
+    """The best toy value over the (feasible) space, and every configuration that has it."""
+    points = [(a, b) for a, b in itertools.product(*TOY_CHOICES.values()) if feasible(a, b)]
+    best = max(toy_value(a, b) for a, b in points)
+    return best, [{"a": a, "b": b} for a, b in points if toy_value(a, b) == best]
+
+
+def test_the_engine_finds_the_brute_force_optimum_with_exact_curves():
+    from machop.search.compare import compare
+
+    setup, calls = toy_setup()
+    comparison = compare(setup, ["bruteforce", "random", "tpe"], repeats=3, budget=20)
+    best, best_configs = brute_force()
+    assert comparison.best_value == best == 0.0 and comparison.best.config in best_configs
+    assert comparison.space_size == 12 and comparison.direction == "maximize"
+    # Each configuration was evaluated exactly once, however many runs sampled it.
+    assert len(calls) == len(comparison.cache.entries) == 12
+    assert sorted(map(config_key, calls)) == sorted(comparison.cache.entries)
+    for name, runs in comparison.runs.items():
+        assert [run.seed for run in runs] == [0, 1, 2]
+        for run in runs:
+            configs = [comparison.cache.entries[key].config for key in run.keys]
+            assert run.values == [toy_value(c["a"], c["b"]) for c in configs]
+            assert run.best_so_far == [max(run.values[:i + 1]) for i in range(len(run.values))]
+            reached = next((i + 1 for i, v in enumerate(run.values) if v == best), None)
+            assert run.trials_to_best == reached
+            assert run.new_config == [key not in run.keys[:i] for i, key in enumerate(run.keys)]
+    for run in comparison.runs["bruteforce"]:
+        assert len(run.keys) == len(set(run.keys)) == 12  # every point once, then it stops
+        assert run.trials_to_best == run.keys.index(config_key(best_configs[0])) + 1
+    rows = {row["sampler"]: row for row in comparison.summary()}
+    assert rows["bruteforce"]["reached_best"] == 3 and rows["bruteforce"]["median_final_best"] == best
+    assert rows["bruteforce"]["median_trials_to_best"] == statistics.median(
+        run.trials_to_best for run in comparison.runs["bruteforce"])
+
+
+def test_the_engine_keeps_to_the_constraints_and_records_failures_once():
+    from machop.search.compare import compare
+
+    setup, calls = toy_setup(constraints={"bitops": "<= 2"}, fail_at={"a": 0, "b": 2})
+    comparison = compare(setup, ["bruteforce", "random"], repeats=2, budget=12)
+    best, best_configs = brute_force(lambda a, b: a + b <= 2 and (a, b) != (0, 2))
+    assert best == -1.0 and best_configs == [{"a": 1, "b": 1}]  # (1, 2) breaks the constraint, (0, 2) fails
+    assert comparison.best_value == best and comparison.best.config == best_configs[0]
+    failed = [entry for entry in comparison.cache.entries.values() if entry.error]
+    assert [entry.config for entry in failed] == [{"a": 0, "b": 2}] and failed[0].error == "MemoryError: simulated"
+    assert len(calls) == 12
+    for run in comparison.runs["bruteforce"]:
+        position = run.keys.index(config_key({"a": 0, "b": 2}))
+        assert run.values[position] is None  # a FAIL trial: no value, the run goes on
+        feasible = [v if comparison.cache.entries[k].feasible else None for k, v in zip(run.keys, run.values)]
+        assert run.best_so_far == [max((v for v in feasible[:i + 1] if v is not None), default=None)
+                                   for i in range(len(feasible))]
+        assert run.trials_to_best == run.keys.index(config_key(best_configs[0])) + 1
+
+
+def test_trials_to_reach_and_median_trials():
+    from machop.search.compare import median_trials, trials_to_reach
+
+    assert trials_to_reach([None, 0.2, 0.5, 0.5], 0.5, "maximize") == 3
+    assert trials_to_reach([3.0, 2.0, 1.0], 1.0, "minimize") == 3
+    assert trials_to_reach([0.1, 0.2], 0.5, "maximize") is None
+    assert median_trials([3, None, 5]) == 5 and median_trials([None, None, 2]) == math.inf
+
+
+# ---- the engine against real searches on the digits model -----------------------------------
+
+
+def test_the_engine_finds_what_machop_search_finds(cli, compared, tmp_path, checkpoint):
+    results = json.loads((compared[1] / "results.json").read_text())
+    config = compare_config(tmp_path, setup="sum_scaled_metrics = true\nseed = 0")
+    searched = {}
+    for sampler in ("bruteforce", "tpe"):
+        result = cli("search", "-c", config, "--load", checkpoint, "--sampler", sampler, "--n-trials", str(BUDGET),
+                     "--project-dir", tmp_path, "--project", sampler)
+        assert result.code == 0, result.stderr
+        searched[sampler] = sorted(load(tmp_path / sampler).trials, key=lambda t: t.number)
+    # The brute-force search saw every configuration; its best is the comparison's best.
+    brute = searched["bruteforce"]
+    assert len(brute) == SPACE_SIZE
+    best = max(brute, key=lambda t: t.value)
+    assert results["best"]["value"] == best.value
+    assert results["best"]["config"] == best.user_attrs[records.TRIAL_CONFIG]
+    # A run of seed 0 is the search a seed-0 `machop search` runs: same configurations, same values.
+    run = results["samplers"]["tpe"]["runs"][0]
+    assert run["keys"] == [t.user_attrs[records.TRIAL_CONFIG_KEY] for t in searched["tpe"]]
+    assert run["values"] == [t.value for t in searched["tpe"]]

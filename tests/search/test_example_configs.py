@@ -71,7 +71,7 @@ def test_joint_width_and_precision_multi_objective(cli, tmp_path):
 
 
 def test_vgg7_conv_channel_search_on_cifar_format_data(cli, tmp_path):
-    from tests.data.test_cifar10 import write_batches
+    from tests.helpers.cifar10 import write_batches
 
     write_batches(tmp_path / "data" / "cifar-10-batches-py")
     study = run_example(cli, tmp_path, "search_vgg7_cifar_tpe", "--n-trials", "2", "--max-epochs", "1",

@@ -19,7 +19,15 @@ from rich.console import Console
 
 from machop.errors import SearchError
 from machop.search import records
-from machop.search.report import best_table, best_trials, plots, print_best, trial_rows, write_search_outputs
+from machop.search.report import (
+    best_table,
+    best_trials,
+    param_stats,
+    plots,
+    print_best,
+    trial_rows,
+    write_search_outputs,
+)
 from machop.search.report.files import best_entries, log_entries
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -303,9 +311,9 @@ def test_heatmap_cells_are_means_in_sorted_choice_order():
     for data_in, weight, accuracy in [(8, 2, 0.6), (8, 2, 0.8), (2, 16, 0.5)]:
         add(study, {"data_in_width": data_in, "weight_width": weight}, [accuracy], {"accuracy": accuracy})
     trials = study.trials
-    axes = tuple(plots.param_choices(study, trials, name) for name in ("data_in_width", "weight_width"))
+    axes = tuple(param_stats.param_choices(study, trials, name) for name in ("data_in_width", "weight_width"))
     assert axes == (WIDTHS, WIDTHS)
-    grid = plots.metric_grid(trials, "accuracy", ["data_in_width", "weight_width"], axes)
+    grid = param_stats.metric_grid(trials, "accuracy", ["data_in_width", "weight_width"], axes)
     assert grid[2, 0] == pytest.approx(0.7) and grid[0, 3] == pytest.approx(0.5)
     assert np.isnan(grid).sum() == 14
 
@@ -316,7 +324,7 @@ def test_heatmap_picks_two_parameters_or_refuses(tmp_path):
     for a, b, c in itertools.product(*choices.values()):
         value = a * 0.1 + c * 0.01 + b * 0.001
         add(study, {"a": a, "b": b, "c": c}, [value], {"accuracy": value})
-    assert plots.heatmap_params(study, study.trials) == ["a", "c"]
+    assert param_stats.heatmap_params(study, study.trials) == ["a", "c"]
     assert is_png(plots.plot_heatmaps(study, tmp_path / "h.png"))
     assert is_png(plots.plot_heatmaps(study, tmp_path / "hb.png", params=["b", "c"]))
     with pytest.raises(SearchError, match="unknown search parameter 'd'"):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.conftest import tree
+from tests.helpers.files import tree
 
 ROOT = Path(__file__).resolve().parents[2]
 MACHOP = Path(sys.executable).with_name("machop")

@@ -78,7 +78,7 @@ def _fail(message: str, exc: BaseException | None = None) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on `argv` and return the exit status instead of exiting."""
-    from machop.errors import MachopError
+    from machop.errors import MachopError, exception_line
 
     argv = list(sys.argv[1:] if argv is None else argv) or ["--help"]
     state.DEBUG = "--debug" in argv
@@ -97,7 +97,7 @@ def run(argv: list[str] | None = None) -> int:
     except MachopError as exc:
         return _fail(str(exc), exc)
     except OSError as exc:  # a path the user named cannot be read or written (permissions, a file in the way)
-        return _fail(f"{type(exc).__name__}: {exc}", exc)
+        return _fail(exception_line(exc), exc)
     return 0
 
 

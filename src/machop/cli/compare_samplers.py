@@ -9,13 +9,15 @@ import typer
 from machop.cli.console import out
 from machop.cli.options import ConfigArgs, config_command
 from machop.cli.setup_run import resolve_and_show
+from machop.search.samplers import SAMPLERS
 
 
 @config_command
 def compare_samplers_command(
     args: ConfigArgs,
     samplers: Annotated[str, typer.Option(
-        "--samplers", help="Comma-separated sampler names (see `machop search` samplers).")]
+        "--samplers", help=f"Comma-separated sampler names ({', '.join(SAMPLERS)}; "
+        "see `machop info samplers`).")]
         = "tpe,random,bruteforce",
     repeats: Annotated[int, typer.Option(
         "--repeats", help="Seeded runs per sampler (seeds 0, 1, ...).")] = 20,
@@ -29,27 +31,24 @@ def compare_samplers_command(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from machop.search.compare import check_counts, compare_samplers, parse_samplers, summary_table
+    from machop.search.compare import ComparisonRequest, compare_samplers
+    from machop.search.report.compare_samplers import evaluations_line, summary_table
 
-    names = parse_samplers(samplers)  # bad names and counts fail before the config is resolved
-    check_counts(repeats, n_trials)
+    request = ComparisonRequest.parse(samplers, repeats, n_trials)  # fails before the config is resolved
     resolved = resolve_and_show(args)
     progress = Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=out)
     state: dict[str, Any] = {}
 
     def started(setup: Any, budget: int) -> None:
-        state["task"] = progress.add_task("runs", total=len(names) * repeats, note="")
+        state["task"] = progress.add_task("runs", total=len(request.samplers) * request.repeats, note="")
 
     def done(name: str, seed: int, run: Any) -> None:
         progress.update(state["task"], advance=1, note=f"{name} seed {seed}")
 
     with progress:
-        outcome = compare_samplers(resolved.config, names, repeats, n_trials, on_run=done, on_setup=started)
-    comparison = outcome.comparison
-    out.print(summary_table(comparison))
-    distinct = len(comparison.cache.entries)
-    out.print(f"{distinct:,} distinct configuration(s) evaluated once each "
-              f"({sum(e.seconds for e in comparison.cache.entries.values()):.1f} s)")
+        outcome = compare_samplers(resolved.config, request, on_run=done, on_setup=started)
+    out.print(summary_table(outcome.comparison))
+    out.print(evaluations_line(outcome.comparison))
     for name, path in outcome.outputs.items():
         out.print(f"{name}: {path}")

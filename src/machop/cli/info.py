@@ -1,7 +1,12 @@
-"""`machop info`: list registered models, datasets and metrics (without importing torch)."""
+"""`machop info`: list the registered models, datasets, metrics, samplers and pruners.
+
+Listing imports neither torch nor Optuna: every registry here describes its entries without
+importing them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -10,31 +15,29 @@ from rich.table import Table
 from machop.cli.console import out
 from machop.errors import ConfigError
 
-TOPICS = ("models", "datasets", "metrics", "all")
-
 
 def _models_table() -> Table:
-    from machop.models.registry import ALIASES, MODELS, describe
+    from machop.models.registry import MODELS
 
     table = Table(title="Models", title_justify="left")
     table.add_column("Name")
     table.add_column("Description")
     table.add_column("Aliases")
-    for name in MODELS:
-        aliases = ", ".join(a for a, target in ALIASES.items() if target == name)
-        table.add_row(name, describe(name), aliases)
+    for name, entry in MODELS.items():
+        table.add_row(name, entry.description, ", ".join(entry.aliases))
     table.caption = "User models: model = \"path/to/file.py:Name\" or \"package.module:Name\""
     return table
 
 
 def _datasets_table() -> Table:
-    from machop.data.registry import DATASETS, DESCRIPTIONS, default_data_dir
+    from machop.data.registry import DATASETS, default_data_dir
 
     table = Table(title="Datasets", title_justify="left")
     table.add_column("Name")
     table.add_column("Description")
-    for name in DATASETS:
-        table.add_row(name, DESCRIPTIONS[name])
+    table.add_column("Aliases")
+    for name, entry in DATASETS.items():
+        table.add_row(name, entry.description, ", ".join(entry.aliases))
     table.caption = f"Files are looked for in data_dir (now {default_data_dir()})"
     return table
 
@@ -50,17 +53,47 @@ def _metrics_table() -> Table:
     return table
 
 
+def _samplers_table() -> Table:
+    from machop.search.samplers import SAMPLERS
+
+    table = Table(title="Samplers (search.strategy.setup.sampler)", title_justify="left")
+    table.add_column("Name")
+    table.add_column("Description")
+    for name, entry in SAMPLERS.items():
+        table.add_row(name, entry.description)
+    return table
+
+
+def _pruners_table() -> Table:
+    from machop.search.pruners import PRUNERS
+
+    table = Table(title="Pruners (search.strategy.setup.pruner)", title_justify="left")
+    table.add_column("Name")
+    table.add_column("Description")
+    for name, entry in PRUNERS.items():
+        table.add_row(name, entry.description)
+    return table
+
+
+# Topic -> its table, in the order `info all` prints them.
+TABLES: dict[str, Callable[[], Table]] = {
+    "models": _models_table,
+    "datasets": _datasets_table,
+    "metrics": _metrics_table,
+    "samplers": _samplers_table,
+    "pruners": _pruners_table,
+}
+TOPICS = (*TABLES, "all")
+
+
 def info_command(
-    topic: Annotated[str, typer.Argument(help="models, datasets, metrics or all.")] = "all",
+    topic: Annotated[str, typer.Argument(help=f"{', '.join(TABLES)} or all.")] = "all",
 ) -> None:
-    """List the registered models, datasets and metrics."""
-    singular = {"model": "models", "dataset": "datasets", "metric": "metrics"}
-    topic = singular.get(topic, topic)
+    """List the registered models, datasets, metrics, samplers and pruners."""
+    if f"{topic}s" in TABLES:  # "model" means "models"
+        topic = f"{topic}s"
     if topic not in TOPICS:
         raise ConfigError(f"unknown info topic {topic!r} (valid: {', '.join(TOPICS)})")
-    if topic in ("models", "all"):
-        out.print(_models_table())
-    if topic in ("datasets", "all"):
-        out.print(_datasets_table())
-    if topic in ("metrics", "all"):
-        out.print(_metrics_table())
+    for name, table in TABLES.items():
+        if topic in (name, "all"):
+            out.print(table())

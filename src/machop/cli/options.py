@@ -142,5 +142,7 @@ def config_command(func: Callable[..., Any]) -> Callable[..., Any]:
 
     params = _POSITIONAL + _COMMON + own + [_flag_parameter(flag) for flag in CONFIG_FLAGS]
     wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    # Resolved objects: typer re-reads annotations, and func's strings only resolve in func's module.
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
     del wrapper.__wrapped__
     return wrapper

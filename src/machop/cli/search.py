@@ -9,6 +9,7 @@ import typer
 from machop.cli.console import out
 from machop.cli.options import ConfigArgs, config_command
 from machop.cli.setup_run import resolve_and_show
+from machop.search.samplers import SAMPLERS
 
 
 @config_command
@@ -22,7 +23,8 @@ def search_command(
     n_trials: Annotated[Optional[int], typer.Option(
         "--n-trials", help="Overrides search.strategy.setup.n_trials.", show_default=False)] = None,
     sampler: Annotated[Optional[str], typer.Option(
-        "--sampler", help="Overrides search.strategy.setup.sampler.", show_default=False)] = None,
+        "--sampler", help=f"Overrides search.strategy.setup.sampler ({', '.join(SAMPLERS)}; "
+        "see `machop info samplers`).", show_default=False)] = None,
     n_jobs: Annotated[Optional[int], typer.Option(
         "--workers", "--n-jobs", help="Worker processes on this machine, one torch thread each "
         "(overrides search.strategy.setup.n_jobs).", show_default=False)] = None,

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from machop.config.schema import SCALAR_KEYS, RunConfig
 from machop.config.toml_io import read_toml
-from machop.errors import ConfigError, closest
+from machop.errors import ConfigError, did_you_mean
 
 KEY_ALIASES = {"load": "load_name", "precision": "trainer_precision", "optimizer": "training_optimizer",
                "devices": "num_devices", "debug": "to_debug", "lr": "learning_rate"}
@@ -46,9 +46,7 @@ def _check_known_keys(values: dict[str, Any], where: str) -> None:
     for key in values:
         if key in RunConfig.model_fields:
             continue
-        hint = KEY_ALIASES.get(key) or closest(key, valid)
-        suggestion = f"; did you mean {hint!r}?" if hint else ""
-        raise ConfigError(f"unknown config key {key!r} in {where}{suggestion}")
+        raise ConfigError(f"unknown config key {key!r} in {where}{did_you_mean(key, valid, KEY_ALIASES)}")
 
 
 def _describe_error(exc: ValidationError, resolved_sources: dict[str, str]) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 PRECISIONS = ("16-mixed", "bf16-mixed", "32", "64", "bf16", "32-true", "64-true")
 SECTIONS = ("passes", "search", "transform", "model_args")
@@ -84,3 +84,52 @@ class RunConfig(BaseModel):
 
 
 SCALAR_KEYS = tuple(name for name in RunConfig.model_fields if name not in SECTIONS)
+
+# Training settings a search may set per trial (sw_runner.basic_train options, composite
+# hyperparameters), by their train.settings.TrainSettings names; RunConfig's field of each
+# defines its type, bounds and default.
+TRAINING_OPTIONS = ("max_epochs", "learning_rate", "batch_size", "optimizer", "weight_decay",
+                    "lr_scheduler", "t_max", "eta_min", "max_steps")
+# TrainSettings names that differ from the config key (MASE's name, kept for its configs).
+CONFIG_KEYS = {"optimizer": "training_optimizer", "precision": "trainer_precision"}
+
+
+def config_key(setting: str) -> str:
+    """The RunConfig field behind a training setting's name."""
+    return CONFIG_KEYS.get(setting, setting)
+
+
+def setting_default(setting: str) -> Any:
+    """RunConfig's default for a training setting."""
+    return RunConfig.model_fields[config_key(setting)].default
+
+
+def accepts_setting(setting: str, value: Any) -> bool:
+    """Whether RunConfig's field behind `setting` accepts `value` (type, bounds, choices)."""
+    try:
+        RunConfig.model_validate({config_key(setting): value})
+    except ValidationError:
+        return False
+    return True
+
+
+def setting_choices(setting: str) -> tuple[str, ...]:
+    """The named choices of a training setting ("adam", "sgd", ...); () for a number."""
+    annotation = RunConfig.model_fields[config_key(setting)].annotation
+    return get_args(annotation) if get_origin(annotation) is Literal else ()
+
+
+def setting_values(setting: str) -> str:
+    """What a training setting accepts, in words: "one of cosine, none", "a positive integer"."""
+    if setting_choices(setting):
+        return f"one of {', '.join(setting_choices(setting))}"
+    field = RunConfig.model_fields[config_key(setting)]
+    noun = "integer" if field.annotation is int else "number"
+    article = "an" if noun == "integer" else "a"
+    # Field(gt=..., ge=...) bounds live in the field's metadata as Gt/Ge objects.
+    for bound in field.metadata:
+        if getattr(bound, "gt", None) == 0:
+            return f"a positive {noun}"
+        if getattr(bound, "ge", None) is not None:
+            return f"{article} {noun} >= {bound.ge:g}"
+    return f"{article} {noun}"

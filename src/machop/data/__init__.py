@@ -8,7 +8,6 @@ from typing import Any
 # Submodules load on first use: listing the registry must not import torch.
 _LAZY = {
     "DATASETS": "machop.data.registry",
-    "DESCRIPTIONS": "machop.data.registry",
     "load_dataset": "machop.data.registry",
     "static_info": "machop.data.registry",
     "DataOptions": "machop.data.dataset",

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from machop.data.dataset import DataOptions, Dataset, DatasetInfo, Split
-from machop.data.file_errors import DataNotFound, one_line, reading
+from machop.data.file_errors import DataNotFound, reading
 from machop.data.image_transforms import make_image_transform
-from machop.errors import DataError
+from machop.errors import DataError, exception_line
 from machop.io_atomic import write_atomic
 
 BATCHES_DIR = "cifar-10-batches-py"
@@ -119,7 +119,7 @@ def download_archive(target: Path) -> str:
     try:
         write_atomic(target, copy_checked)
     except Exception as exc:  # no network, HTTP errors, bad payload: report and fall through
-        return f"download of {ARCHIVE_URL} failed ({one_line(exc)})"
+        return f"download of {ARCHIVE_URL} failed ({exception_line(exc)})"
     return "downloaded"
 
 

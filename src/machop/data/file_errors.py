@@ -6,17 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from machop.errors import DataError
+from machop.errors import DataError, exception_line
 
 
 class DataNotFound(DataError):
     """A dataset's files are absent (and were not downloaded); the message says where to get them."""
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as `Type: message` on a single line."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @contextmanager
@@ -27,4 +21,4 @@ def reading(path: Path, what: str) -> Iterator[None]:
     except (DataError, MemoryError):
         raise
     except Exception as exc:  # parsers raise anything from OSError to KeyError on bad bytes
-        raise DataError(f"cannot read {what} {path}: {one_line(exc)}") from exc
+        raise DataError(f"cannot read {what} {path}: {exception_line(exc)}") from exc

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from machop.data.dataset import SPLIT_NAMES, DataOptions, Dataset, DatasetInfo, Split
-from machop.data.file_errors import DataNotFound, one_line, reading
+from machop.data.file_errors import DataNotFound, reading
 from machop.data.splits import standardise, three_way_split
-from machop.errors import DataError
+from machop.errors import DataError, exception_line
 from machop.io_atomic import write_atomic
 
 # MASE's feature order; the OpenML table names the same columns without the "j_" prefix.
@@ -249,7 +249,7 @@ def process_table(plan: ColumnPlan, columns: Columns, *, path: Path) -> dict[str
         parts = three_way_split(x, y, stratify=False)
     except ValueError as exc:
         raise DataError(f"{path}: {len(y)} distinct rows are too few to split "
-                        f"({one_line(exc)})") from exc
+                        f"({exception_line(exc)})") from exc
     tensors = {}
     for name, (part_x, part_y) in standardise(parts).items():
         tensors[f"{name}_x"] = torch.from_numpy(np.ascontiguousarray(part_x, dtype=np.float32))
@@ -278,7 +278,7 @@ def numeric(values: np.ndarray, name: str, path: Path) -> np.ndarray:
     try:
         return np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{path}: column {name!r} is not numeric ({one_line(exc)})") from exc
+        raise DataError(f"{path}: column {name!r} is not numeric ({exception_line(exc)})") from exc
 
 
 def class_indices(values: np.ndarray, path: Path) -> np.ndarray:
@@ -361,7 +361,7 @@ def save_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
             if stale != path and stale.stem.rsplit("-", 1)[0] == source_stem:
                 stale.unlink(missing_ok=True)
     except OSError as exc:
-        warnings.warn(f"could not write JSC cache {path}: {one_line(exc)}", stacklevel=3)
+        warnings.warn(f"could not write JSC cache {path}: {exception_line(exc)}", stacklevel=3)
 
 
 def fetch_openml_table(data_dir: Path) -> tuple[Path | None, str]:
@@ -378,7 +378,7 @@ def fetch_openml_table(data_dir: Path) -> tuple[Path | None, str]:
         write_atomic(target, lambda stream: write_table_csv(
             stream, list(bunch.feature_names), np.asarray(bunch.data), np.asarray(bunch.target)))
     except Exception as exc:  # offline, HTTP errors, odd payloads: report and fall through
-        return None, f"OpenML download failed ({one_line(exc)})"
+        return None, f"OpenML download failed ({exception_line(exc)})"
     return target, "downloaded from OpenML"
 
 

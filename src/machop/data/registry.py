@@ -1,8 +1,9 @@
 """Dataset registry: a name in a config maps to one dataset module.
 
-Each entry names its module, the loader in it and one line on the data, so listing the
-registry imports neither torch nor the loaders. Every dataset module also declares `INFO`,
-its static facts (input shape, classes, features), which hold whether or not its files exist.
+Each entry names its module, the loader in it and the other names it answers to; the module's
+docstring describes the dataset. Listing the registry reads those docstrings from source, so it
+imports neither torch nor the loaders. Every dataset module also declares `INFO`, its static
+facts (input shape, classes, features), which hold whether or not its files exist.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from machop.docstrings import summary_of
 from machop.errors import DataError, unknown_name
 
 if TYPE_CHECKING:
@@ -21,11 +23,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """A registered dataset: its module (which defines the loader and INFO) and a description."""
+    """A registered dataset: its module (which defines the loader and INFO) and its aliases."""
 
     module: str
     loader: str
-    description: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def description(self) -> str:
+        """The first line of the module's docstring."""
+        return summary_of(self.module)
 
     def load(self, options: DataOptions) -> Dataset:
         """Load the dataset, importing its module on first use."""
@@ -37,21 +44,13 @@ class DatasetEntry:
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "digits": DatasetEntry("machop.data.digits", "load_digits",
-                           "scikit-learn's bundled handwritten digits, 1797 8x8 images, 10 classes "
-                           "(default)"),
-    "jsc": DatasetEntry("machop.data.jsc", "load_jsc",
-                        "jet substructure classification (OpenML hls4ml_lhc_jets_hlf), 16 features, "
-                        "5 classes"),
-    "cifar10": DatasetEntry("machop.data.cifar10", "load_cifar10",
-                            "CIFAR-10 python pickle batches, 32x32x3 images, 10 classes"),
-    "toy-tiny": DatasetEntry("machop.data.toy", "load_toy_tiny",
-                             "synthetic 4-feature task, class = sum of features > 0"),
+    "digits": DatasetEntry("machop.data.digits", "load_digits"),
+    "jsc": DatasetEntry("machop.data.jsc", "load_jsc", aliases=("jsc-hlf",)),
+    "cifar10": DatasetEntry("machop.data.cifar10", "load_cifar10", aliases=("cifar-10",)),
+    "toy-tiny": DatasetEntry("machop.data.toy", "load_toy_tiny", aliases=("toy_tiny",)),
 }
 
-DESCRIPTIONS = {name: entry.description for name, entry in DATASETS.items()}
-
-ALIASES = {"toy_tiny": "toy-tiny", "cifar-10": "cifar10", "jsc-hlf": "jsc"}
+ALIASES = {alias: name for name, entry in DATASETS.items() for alias in entry.aliases}
 
 
 def default_data_dir() -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from machop.errors import ModelError
+from machop.errors import ModelError, exception_line
 from machop.graph.metadata import NodeMeta, record_metadata
 from machop.graph.trace import trace
 
@@ -35,7 +35,7 @@ class Graph:
         except Exception as exc:  # a model's own forward may fail on a wrong-shaped input
             raise ModelError(f"running {type(self.module).__name__} on an example input of shape "
                              f"{tuple(self.example_input.shape)} failed: "
-                             f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from exc
+                             f"{exception_line(exc, 200)}") from exc
         return self
 
     def copy(self) -> Graph:

@@ -10,6 +10,9 @@ from torch import fx, nn
 from torch.nn import functional as F
 
 GENERIC = "generic"
+# Ops that multiply their input by a weight tensor: quantized per operand (data_in, weight, bias),
+# counted in MACs and BitOPs.
+WEIGHTED_KINDS = ("linear", "conv1d", "conv2d")
 
 MODULE_KINDS: dict[type, str] = {
     nn.Linear: "linear",

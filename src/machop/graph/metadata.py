@@ -8,9 +8,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from machop.graph.kinds import node_kind, target_name
-
-WEIGHTED_KINDS = frozenset({"linear", "conv1d", "conv2d"})
+from machop.graph.kinds import WEIGHTED_KINDS, node_kind, target_name
 
 
 def float_precision(dtype: torch.dtype) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import traceback
 
 from torch import fx, nn
 
-from machop.errors import ModelError
+from machop.errors import ModelError, exception_line
 
 
 class MachopTracer(fx.Tracer):
@@ -33,9 +33,8 @@ def trace(model: nn.Module) -> fx.GraphModule:
     try:
         graph = tracer.trace(model)
     except Exception as exc:  # fx raises TraceError, TypeError, RuntimeError, ...
-        message = " ".join(str(exc).split())[:200]
         raise ModelError(f"torch.fx cannot trace {type(model).__name__} at {_user_frame(exc)}: "
-                         f"{type(exc).__name__}: {message}") from exc
+                         f"{exception_line(exc, 200)}") from exc
     name = type(model).__name__
     module = fx.GraphModule(tracer.root, graph, name)
     module.meta["machop_passes"] = list(getattr(model, "meta", {}).get("machop_passes", [])) \

@@ -1,22 +1,22 @@
 """Metric registry: a name used in configs maps to one metric with its natural direction.
 
 Metrics come in groups that are computed together and cached per context (one prediction pass
-gives every classification metric; one analysis pass every complexity metric).
+gives every classification metric; one analysis pass every complexity metric). `GROUPS` is the
+one source: each group names its compute function, its metrics and the search runners that
+produce it; `METRICS` and everything else are derived from it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from machop.docstrings import summary
 from machop.errors import ConfigError, unknown_name
 
 if TYPE_CHECKING:
     import torch
-
-# Groups measured on the dataset's samples; the others need only the input shape.
-DATA_GROUPS = frozenset({"classification"})
 
 
 @dataclass(frozen=True)
@@ -37,43 +37,38 @@ class Metric:
     @property
     def needs_data(self) -> bool:
         """Whether the metric is measured on samples (not only on the input shape)."""
-        return self.group in DATA_GROUPS
+        return GROUPS[self.group].needs_data
 
 
-def _m(name: str, group: str, direction: str, unit: str = "", key: str = "", description: str = "") -> Metric:
-    return Metric(name, group, direction, unit, key, description)
+def _m(name: str, direction: str, unit: str = "", key: str = "", description: str = "") -> Metric:
+    """A metric of the group it is listed in (MetricGroup fills in the group)."""
+    return Metric(name, "", direction, unit, key, description)
 
 
-_METRIC_LIST = (
-    _m("loss", "classification", "minimize", "", description="cross-entropy"),
-    _m("accuracy", "classification", "maximize", "", description="micro accuracy"),
-    _m("accuracy_macro", "classification", "maximize", "", description="mean per-class recall"),
-    _m("precision", "classification", "maximize", "", description="macro precision"),
-    _m("recall", "classification", "maximize", "", description="macro recall"),
-    _m("f1", "classification", "maximize", "", description="macro F1"),
-    _m("params", "complexity", "minimize", "", description="parameters"),
-    _m("macs", "complexity", "minimize", "per sample", description="multiply-accumulates"),
-    _m("flops", "complexity", "minimize", "per sample", description="FlopCounterMode FLOPs (2 x MACs)"),
-    _m("elementwise_ops", "complexity", "minimize", "per sample",
-       description="BatchNorm/ReLU/pool/add work FlopCounterMode ignores"),
-    _m("bitops", "complexity", "minimize", "per sample", description="MACs x weight bits x activation bits"),
-    _m("model_size", "complexity", "minimize", "bytes", "model_size_bytes",
-       "parameters at their configured widths"),
-    _m("model_size_bits", "complexity", "minimize", "bits", description="parameters at their widths"),
-    _m("average_bitwidth", "complexity", "minimize", "bits",
-       description="MASE: weight width over quantized linear layers"),
-    _m("average_bitwidth_all", "complexity", "minimize", "bits",
-       description="weight width over all linear and conv layers"),
-    _m("memory_density", "complexity", "maximize", "", description="32 / average_bitwidth"),
-    _m("latency", "speed", "minimize", "ms", "latency_ms", "batch-1 forward, median"),
-    _m("inference_time", "speed", "minimize", "ms", "inference_time_ms", "forward at batch_size, median"),
-    _m("throughput", "speed", "maximize", "samples/s", description="batch_size / inference time"),
-    _m("memory_inference", "memory", "minimize", "bytes", description="peak memory of one forward"),
-    _m("memory_training", "memory", "minimize", "bytes", description="peak memory of one training step"),
-    _m("energy_inference", "energy", "minimize", "J", description="GPU energy per inference batch"),
-    _m("energy_training", "energy", "minimize", "J", description="GPU energy per training step"),
-)
-METRICS: dict[str, Metric] = {metric.name: metric for metric in _METRIC_LIST}
+@dataclass(frozen=True)
+class MetricGroup:
+    """Metrics computed together by one function, and the search runners that produce them."""
+
+    name: str
+    compute: Callable[[MetricContext], dict[str, Any]]
+    metrics: tuple[Metric, ...]
+    # [search.strategy] runner tables that compute this group; the first is the one suggested
+    # when an objective's metric has no runner.
+    runners: tuple[str, ...]
+    needs_data: bool = False  # measured on the dataset's samples, not only on the input shape
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", tuple(replace(m, group=self.name) for m in self.metrics))
+
+    @property
+    def description(self) -> str:
+        """The first line of the compute function's docstring."""
+        return summary(self.compute)
+
+
+def group_metrics(group: str) -> tuple[str, ...]:
+    """The names of a group's metrics, in registry order."""
+    return tuple(metric.name for metric in GROUPS[group].metrics)
 
 
 def resolve_metric_names(names: Iterable[str] | None) -> list[str]:
@@ -119,7 +114,7 @@ class MetricContext:
     def group(self, name: str) -> dict[str, Any]:
         """The results of one metric group, computed on first use."""
         if name not in self.results:
-            self.results[name] = GROUPS[name](self)
+            self.results[name] = GROUPS[name].compute(self)
         return self.results[name]
 
 
@@ -136,6 +131,7 @@ def compute_metrics(names: Iterable[str] | None, context: MetricContext) -> dict
 
 
 def _classification(context: MetricContext) -> dict[str, Any]:
+    """Prediction quality on a dataset split (one prediction pass)."""
     from machop.metrics.classification import classification_metrics, per_class_report
     from machop.train.evaluate import predict
 
@@ -151,6 +147,7 @@ def _classification(context: MetricContext) -> dict[str, Any]:
 
 
 def _complexity(context: MetricContext) -> dict[str, Any]:
+    """Size and arithmetic cost of the graph at its configured precisions (one analysis pass)."""
     from machop.passes.complexity import complexity_analysis_pass
 
     _, info = complexity_analysis_pass(context.graph, {})
@@ -172,6 +169,7 @@ def _batch(context: MetricContext) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _speed(context: MetricContext) -> dict[str, Any]:
+    """Measured forward latency and throughput."""
     from machop.metrics.speed import measure_speed
 
     inputs, _ = _batch(context)
@@ -184,6 +182,7 @@ def _unavailable(group: str, result: Any) -> dict[str, Any]:
 
 
 def _memory(context: MetricContext) -> dict[str, Any]:
+    """Measured peak memory of a forward pass and of a training step."""
     from machop.metrics.memory import peak_memory_inference, peak_memory_training_step
 
     inputs, targets = _batch(context)
@@ -194,6 +193,7 @@ def _memory(context: MetricContext) -> dict[str, Any]:
 
 
 def _energy(context: MetricContext) -> dict[str, Any]:
+    """Measured GPU energy of an inference batch and of a training step."""
     from machop.metrics.energy import energy_per_inference, energy_per_training_step
 
     inputs, targets = _batch(context)
@@ -203,10 +203,42 @@ def _energy(context: MetricContext) -> dict[str, Any]:
             "energy_method": inference.method, **_unavailable("energy", inference)}
 
 
-GROUPS: dict[str, Callable[[MetricContext], dict[str, Any]]] = {
-    "classification": _classification,
-    "complexity": _complexity,
-    "speed": _speed,
-    "memory": _memory,
-    "energy": _energy,
-}
+_GROUP_LIST = (
+    MetricGroup("classification", _classification, (
+        _m("loss", "minimize", description="cross-entropy"),
+        _m("accuracy", "maximize", description="micro accuracy"),
+        _m("accuracy_macro", "maximize", description="mean per-class recall"),
+        _m("precision", "maximize", description="macro precision"),
+        _m("recall", "maximize", description="macro recall"),
+        _m("f1", "maximize", description="macro F1"),
+    ), runners=("sw_runner.basic_evaluation", "sw_runner.basic_train"), needs_data=True),
+    MetricGroup("complexity", _complexity, (
+        _m("params", "minimize", description="parameters"),
+        _m("macs", "minimize", "per sample", description="multiply-accumulates"),
+        _m("flops", "minimize", "per sample", description="FlopCounterMode FLOPs (2 x MACs)"),
+        _m("elementwise_ops", "minimize", "per sample",
+           description="BatchNorm/ReLU/pool/add work FlopCounterMode ignores"),
+        _m("bitops", "minimize", "per sample", description="MACs x weight bits x activation bits"),
+        _m("model_size", "minimize", "bytes", "model_size_bytes", "parameters at their configured widths"),
+        _m("model_size_bits", "minimize", "bits", description="parameters at their widths"),
+        _m("average_bitwidth", "minimize", "bits", description="MASE: weight width over quantized linear layers"),
+        _m("average_bitwidth_all", "minimize", "bits", description="weight width over all linear and conv layers"),
+        _m("memory_density", "maximize", "", description="32 / average_bitwidth"),
+    ), runners=("hw_runner.bitops", "hw_runner.average_bitwidth", "hw_runner.flops", "hw_runner.macs",
+                "hw_runner.params", "hw_runner.model_size", "hw_runner.complexity")),
+    MetricGroup("speed", _speed, (
+        _m("latency", "minimize", "ms", "latency_ms", "batch-1 forward, median"),
+        _m("inference_time", "minimize", "ms", "inference_time_ms", "forward at batch_size, median"),
+        _m("throughput", "maximize", "samples/s", description="batch_size / inference time"),
+    ), runners=("hw_runner.latency", "hw_runner.throughput", "hw_runner.speed")),
+    MetricGroup("memory", _memory, (
+        _m("memory_inference", "minimize", "bytes", description="peak memory of one forward"),
+        _m("memory_training", "minimize", "bytes", description="peak memory of one training step"),
+    ), runners=("hw_runner.memory",)),
+    MetricGroup("energy", _energy, (
+        _m("energy_inference", "minimize", "J", description="GPU energy per inference batch"),
+        _m("energy_training", "minimize", "J", description="GPU energy per training step"),
+    ), runners=("hw_runner.energy",)),
+)
+GROUPS: dict[str, MetricGroup] = {group.name: group for group in _GROUP_LIST}
+METRICS: dict[str, Metric] = {metric.name: metric for group in _GROUP_LIST for metric in group.metrics}

@@ -1,7 +1,8 @@
 """Model registry: a name in a config maps to one factory taking the dataset's info.
 
-Entries name their factory as "module:function" and carry its description, so listing the
-registry (`machop info models`) imports no model code and no torch.
+Entries name their factory as "module:function" and the other names it answers to; the first
+line of the factory's docstring describes the model. Listing the registry (`machop info models`)
+reads those docstrings from source, so it imports no model code and no torch.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from machop.docstrings import summary_of
 from machop.errors import ModelError, unknown_name
 
 if TYPE_CHECKING:
@@ -24,10 +26,15 @@ ModelFactory = Callable[..., "nn.Module"]
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered model: where its factory lives and the first line of its docstring."""
+    """A registered model: where its factory lives ("module:function") and its aliases."""
 
     target: str
-    description: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def description(self) -> str:
+        """The first line of the factory's docstring."""
+        return summary_of(self.target)
 
     def factory(self) -> ModelFactory:
         """The factory function, importing its module on first use."""
@@ -36,29 +43,17 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
-    "jsc-tiny": ModelEntry("machop.models.jsc:jsc_tiny",
-                           "BatchNorm, ReLU, one Linear to the classes, ReLU (117 parameters on JSC)."),
-    "jsc-toy": ModelEntry("machop.models.jsc:jsc_toy",
-                          "Three Linear layers (f->8->8->c), each preceded by BatchNorm and ReLU "
-                          "(327 on JSC)."),
-    "jsc-s": ModelEntry("machop.models.jsc:jsc_s",
-                        "MASE's jsc-s: f->64->32->32->32->c with BatchNorm on the input and first "
-                        "hidden layer."),
-    "jsc-three-linear-layers": ModelEntry(
-        "machop.models.jsc:jsc_three_linear_layers",
-        "BatchNorm, ReLU, then three Linear+ReLU (f->16->16->c); linears are seq_blocks_2/4/6."),
-    "vgg7": ModelEntry("machop.models.vgg:vgg7",
-                       "VGG7 (14,029,450 parameters on CIFAR-10); needs an image dataset of at "
-                       "least 8x8."),
-    "toy": ModelEntry("machop.models.toy:toy", "MLP f->8->8->c with ReLUs (4->8->8->2 on toy-tiny)."),
-    "toy-tiny": ModelEntry("machop.models.toy:toy_tiny",
-                           "Two Linear layers f->f->c with a ReLU between (30 parameters on "
-                           "toy-tiny)."),
+    "jsc-tiny": ModelEntry("machop.models.jsc:jsc_tiny", aliases=("jsc_tiny",)),
+    "jsc-toy": ModelEntry("machop.models.jsc:jsc_toy", aliases=("jsc_toy",)),
+    "jsc-s": ModelEntry("machop.models.jsc:jsc_s", aliases=("jsc_s",)),
+    "jsc-three-linear-layers": ModelEntry("machop.models.jsc:jsc_three_linear_layers",
+                                          aliases=("jsc_three_linear_layers",)),
+    "vgg7": ModelEntry("machop.models.vgg:vgg7", aliases=("vgg7_cifar", "cifar_vgg7")),
+    "toy": ModelEntry("machop.models.toy:toy"),
+    "toy-tiny": ModelEntry("machop.models.toy:toy_tiny", aliases=("toy_tiny",)),
 }
 
-ALIASES = {"jsc_tiny": "jsc-tiny", "jsc_toy": "jsc-toy", "jsc_s": "jsc-s",
-           "jsc_three_linear_layers": "jsc-three-linear-layers", "toy_tiny": "toy-tiny",
-           "vgg7_cifar": "vgg7", "cifar_vgg7": "vgg7"}
+ALIASES = {alias: name for name, entry in MODELS.items() for alias in entry.aliases}
 
 
 def describe(name: str) -> str:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from machop.data.dataset import DatasetInfo
-from machop.errors import ModelError
+from machop.errors import ModelError, exception_line
 
 
 def is_user_model(name: str) -> bool:
@@ -35,8 +35,7 @@ def _import_file(path: Path) -> Any:
         spec.loader.exec_module(module)
     except Exception as exc:  # user code may raise anything while importing
         sys.modules.pop(module_name, None)
-        raise ModelError(f"model file {str(path)!r} failed to import: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        raise ModelError(f"model file {str(path)!r} failed to import: {exception_line(exc)}") from exc
     return module
 
 
@@ -44,8 +43,7 @@ def _import_module(dotted: str) -> Any:
     try:
         return importlib.import_module(dotted)
     except Exception as exc:
-        raise ModelError(f"model module {dotted!r} failed to import: "
-                         f"{type(exc).__name__}: {exc}") from exc
+        raise ModelError(f"model module {dotted!r} failed to import: {exception_line(exc)}") from exc
 
 
 def _accepted_kwargs(factory: Any, info: DatasetInfo) -> dict[str, Any]:
@@ -76,7 +74,7 @@ def build_user_model(spec: str, info: DatasetInfo, model_args: dict[str, Any]) -
     try:
         model = factory(**_accepted_kwargs(factory, info), **model_args)
     except Exception as exc:  # user code may raise anything while building
-        raise ModelError(f"could not build {spec!r}: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(f"could not build {spec!r}: {exception_line(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise ModelError(f"{spec!r} returned {type(model).__name__}, not a torch.nn.Module")
     check_fits_dataset(model, info, f"model {spec!r}")
@@ -92,9 +90,8 @@ def check_fits_dataset(model: nn.Module, info: DatasetInfo, what: str) -> None:
         with torch.no_grad():
             output = model(torch.zeros(shape))
     except Exception as exc:  # user code may raise anything
-        message = " ".join(str(exc).split())[:200]
         raise ModelError(f"{what} does not run on dataset {info.name!r} (a batch of shape {shape}): "
-                         f"{type(exc).__name__}: {message}") from exc
+                         f"{exception_line(exc, 200)}") from exc
     finally:
         model.train(was_training)
     expected = (shape[0], info.num_classes)

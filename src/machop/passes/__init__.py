@@ -1,18 +1,21 @@
 """Graph passes: transforms return a new graph; analyses annotate the same one."""
 
+from typing import Any
+
 from machop.passes.registry import TRANSFORM_PASSES, apply_passes
 
+# Every registered pass function is importable from here by its own name (quantize_transform_pass);
+# its module loads on first use, since pass modules import this package.
+_FUNCTIONS = {entry.function_name: entry for entry in TRANSFORM_PASSES.values()}
 
-def quantize_transform_pass(graph, args):
-    """Quantize the selected nodes; returns (new graph, summary)."""
-    from machop.passes.quantize import quantize_transform_pass as run
-    return run(graph, args)
-
-
-def redefine_transform_pass(graph, args):
-    """Change Linear/Conv2d channel widths; returns (new graph, summary)."""
-    from machop.passes.redefine import redefine_transform_pass as run
-    return run(graph, args)
+__all__ = ["TRANSFORM_PASSES", "apply_passes", *_FUNCTIONS]
 
 
-__all__ = ["TRANSFORM_PASSES", "apply_passes", "quantize_transform_pass", "redefine_transform_pass"]
+def __getattr__(name: str) -> Any:
+    if name in _FUNCTIONS:
+        return _FUNCTIONS[name].function()
+    raise AttributeError(f"module 'machop.passes' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_FUNCTIONS])

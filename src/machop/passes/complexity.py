@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from machop.graph.graph import Graph
+from machop.graph.kinds import WEIGHTED_KINDS
 from machop.graph.metadata import NodeMeta
 
-WEIGHTED = ("linear", "conv1d", "conv2d")
 MATMULS = ("matmul", "bmm")
 ONE_OP = ("relu", "add", "sub", "mul")
 NORMS = ("batch_norm1d", "batch_norm2d", "layer_norm")
@@ -80,7 +80,7 @@ def _elementwise(meta: NodeMeta, module: nn.Module | None) -> int:
 
 
 def _bitops(meta: NodeMeta, macs: int) -> int:
-    if meta.kind in WEIGHTED:
+    if meta.kind in WEIGHTED_KINDS:
         return macs * _width(meta, "weight") * _width(meta, "data_in")
     if meta.kind in MATMULS:
         return macs * _width(meta, "data_in") ** 2
@@ -114,7 +114,7 @@ def _bitwidth_averages(graph: Graph) -> tuple[float, float]:
     quantized = everything = quantized_size = everything_size = 0
     for node in graph.compute_nodes():
         meta = graph.meta[node.name]
-        if meta.kind not in WEIGHTED or "weight" not in meta.param_shapes:
+        if meta.kind not in WEIGHTED_KINDS or "weight" not in meta.param_shapes:
             continue
         numel, bits = math.prod(meta.param_shapes["weight"]), _width(meta, "weight")
         everything, everything_size = everything + numel * bits, everything_size + numel

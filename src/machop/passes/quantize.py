@@ -9,6 +9,7 @@ from torch import fx
 
 from machop.errors import PassError
 from machop.graph.graph import Graph
+from machop.graph.kinds import WEIGHTED_KINDS
 from machop.passes.selection import parse_selection
 from machop.quant.arithmetic import parse_node_config
 from machop.quant.modules import (
@@ -19,7 +20,7 @@ from machop.quant.modules import (
     QuantReLU,
 )
 
-QUANTIZABLE = ("linear", "conv1d", "conv2d", "relu", "add", "sub", "mul", "matmul", "bmm")
+QUANTIZABLE = (*WEIGHTED_KINDS, "relu", "add", "sub", "mul", "matmul", "bmm")
 
 
 def _is_left_alone(config: dict[str, Any] | None) -> bool:
@@ -48,7 +49,7 @@ def _replace_node(graph: Graph, node: fx.Node, kind: str, specs: dict, config: d
             else QuantReLU(specs, config)
         graph.module.set_submodule(node.target, new)
         return type(new).__name__
-    if kind in ("linear", "conv1d", "conv2d"):
+    if kind in WEIGHTED_KINDS:
         module = QuantFunctionalWeighted(kind, specs, config)
     elif kind == "relu":
         node.args, node.kwargs = node.args[:1], {}  # drop inplace: the quantized input is new

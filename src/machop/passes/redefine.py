@@ -44,7 +44,7 @@ from typing import Any
 
 from torch import nn
 
-from machop.errors import ModelError, PassError
+from machop.errors import ModelError, PassError, exception_line
 from machop.graph.graph import Graph
 from machop.passes.redefine_config import PREFIX, parse_redefine_config
 from machop.passes.redefine_plan import Resize, plan_resizes
@@ -77,7 +77,7 @@ def apply_resizes(graph: Graph, resizes: dict[str, Resize], inherit: bool) -> li
             new = resized_module(old, resize, inherit)
         except (RuntimeError, MemoryError) as exc:
             raise PassError(f"{PREFIX} cannot build {name!r} with {resize.new_in} inputs and "
-                            f"{resize.new_out} outputs: {type(exc).__name__}: {exc}") from exc
+                            f"{resize.new_out} outputs: {exception_line(exc)}") from exc
         graph.module.set_submodule(node.target, new)
         rows.append(summary_row(resize, old, new))
     return rows

@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import fx, nn
 
-from machop.errors import PassError, closest
+from machop.errors import PassError, did_you_mean
 from machop.graph.graph import Graph
 from machop.passes.selection import Selection, parse_selection
 
@@ -148,9 +148,8 @@ def check_config_keys(entry: Entry, lab: bool) -> None:
             raise PassError(f"{entry.where} {key!r} belongs to MASE's lab schema: add name = "
                             "\"input_only\" or \"both\" (and state every width), or give only output "
                             "widths (channel_multiplier, out_features, out_channels)")
-        hint = closest(key, valid)
-        suggestion = f"; did you mean {hint!r}?" if hint else ""
-        raise PassError(f"{entry.where} unknown key {key!r}{suggestion} (valid: {', '.join(valid)})")
+        raise PassError(f"{entry.where} unknown key {key!r}{did_you_mean(key, valid)} "
+                        f"(valid: {', '.join(valid)})")
 
 
 def resizable_module(graph: Graph, node: fx.Node, kind: str, where: str) -> nn.Module:
@@ -241,9 +240,8 @@ def lab_request(graph: Graph, node: str, module: nn.Module, entry: Entry) -> Wid
     parent = entry.config.get("parent")
     names = [n.name for n in graph.nodes]
     if parent is not None and parent not in names:
-        hint = closest(str(parent), names)
-        suggestion = f"; did you mean {hint!r}?" if hint else ""
-        raise PassError(f"{entry.where} parent = {parent!r} is not a node of the model{suggestion}")
+        raise PassError(f"{entry.where} parent = {parent!r} is not a node of the model"
+                        f"{did_you_mean(parent, names)}")
     old_in, old_out = widths_of(module)
     new_in, how_in = lab_input(node, old_in, entry, name)
     new_out = new_in if name == "scale" else lab_output(node, old_out, entry, name)
@@ -264,9 +262,7 @@ def check_lab_name(entry: Entry) -> None:
                         "(another entry sets a name), where every entry needs name = output_only, "
                         "both, input_only, scale, or \"NA\" to leave the node alone")
     if name is not None and name not in LAB_NAMES:
-        hint = closest(str(name), LAB_NAMES)
-        suggestion = f"; did you mean {hint!r}?" if hint else ""
-        raise PassError(f"{entry.where} name = {name!r} is invalid{suggestion} "
+        raise PassError(f"{entry.where} name = {name!r} is invalid{did_you_mean(name, LAB_NAMES)} "
                         f"(valid: {', '.join(LAB_NAMES)}, or \"NA\")")
 
 
@@ -323,13 +319,7 @@ def guard_output_layer(request: WidthRequest, entry: Entry, kind: str, old_out: 
 
 def matching_entry(selection: Selection, name: str, kind: str) -> Entry | None:
     """The entry that applies to a node: its own (first matching regex), else the default."""
-    key: str | None = None
-    if selection.by == "name":
-        key = name if name in selection.entries else None
-    elif selection.by == "type":
-        key = kind if kind in selection.entries else None
-    else:
-        key = next((p for p in selection.entries if re.fullmatch(p, name)), None)
+    key = selection.key_for(name, kind)
     if key is not None:
         return Entry(key, selection.entries[key], explicit=selection.by == "name")
     if selection.default is not None:
@@ -344,9 +334,7 @@ def check_entry_keys(selection: Selection, graph: Graph) -> None:
         selection.check_keys([n.name for n in nodes], TYPE_KEYS)
     for key in selection.entries:
         if selection.by == "type" and key not in TYPE_KEYS:
-            hint = closest(key, TYPE_KEYS)
-            suggestion = f"; did you mean {hint!r}?" if hint else ""
-            raise PassError(f"{PREFIX} type {key!r} cannot be redefined{suggestion} "
+            raise PassError(f"{PREFIX} type {key!r} cannot be redefined{did_you_mean(key, TYPE_KEYS)} "
                             f"(valid: {', '.join(TYPE_KEYS)})")
         if selection.by == "regex_name":
             check_regex(key, [n.name for n in nodes if graph.meta[n.name].kind in TYPE_KEYS])

@@ -1,29 +1,51 @@
-"""Pass registry: a `[passes.<name>]` table maps to one transform pass function."""
+"""Pass registry: a `[passes.<name>]` table maps to one transform pass function.
+
+Entries name their function as "module:function"; the function's docstring describes the pass.
+The module is imported on first use, because pass modules import this package.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from machop.docstrings import summary_of
 from machop.errors import PassError, unknown_name
 from machop.graph.graph import Graph
 
 PassFunction = Callable[[Graph, dict[str, Any]], tuple[Graph, dict[str, Any]]]
 
 
-def _quantize(graph: Graph, args: dict[str, Any]) -> tuple[Graph, dict[str, Any]]:
-    from machop.passes.quantize import quantize_transform_pass
-    return quantize_transform_pass(graph, args)
+@dataclass(frozen=True)
+class PassEntry:
+    """A registered transform pass: where its function lives ("module:function")."""
+
+    target: str
+
+    @property
+    def function_name(self) -> str:
+        """The pass function's own name, e.g. quantize_transform_pass."""
+        return self.target.partition(":")[2]
+
+    @property
+    def description(self) -> str:
+        """The first line of the pass function's docstring."""
+        return summary_of(self.target)
+
+    def function(self) -> PassFunction:
+        """The pass function, importing its module on first use."""
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def __call__(self, graph: Graph, args: dict[str, Any]) -> tuple[Graph, dict[str, Any]]:
+        return self.function()(graph, args)
 
 
-def _redefine(graph: Graph, args: dict[str, Any]) -> tuple[Graph, dict[str, Any]]:
-    from machop.passes.redefine import redefine_transform_pass
-    return redefine_transform_pass(graph, args)
-
-
-TRANSFORM_PASSES: dict[str, PassFunction] = {
-    "quantize": _quantize,
-    "redefine": _redefine,
+TRANSFORM_PASSES: dict[str, PassEntry] = {
+    "quantize": PassEntry("machop.passes.quantize:quantize_transform_pass"),
+    "redefine": PassEntry("machop.passes.redefine:redefine_transform_pass"),
 }
 
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from machop.errors import PassError, closest
+from machop.errors import PassError, did_you_mean
 
 BY_CHOICES = ("type", "name", "regex_name")
+
+
+def matching_key(by: str, keys: Collection[str], node_name: str, kind: str) -> str | None:
+    """The key that selects a node: its op kind, its name, or the first regex matching its name."""
+    if by == "type":
+        return kind if kind in keys else None
+    if by == "name":
+        return node_name if node_name in keys else None
+    return next((pattern for pattern in keys if re.fullmatch(pattern, node_name)), None)
 
 
 @dataclass(frozen=True)
@@ -21,16 +30,14 @@ class Selection:
     default: dict[str, Any] | None
     entries: dict[str, dict[str, Any]]
 
+    def key_for(self, node_name: str, kind: str) -> str | None:
+        """The key of the node's own entry (None: only the default applies)."""
+        return matching_key(self.by, self.entries, node_name, kind)
+
     def entry_for(self, node_name: str, kind: str) -> dict[str, Any] | None:
         """The config entry of a node (its own, else the default)."""
-        if self.by == "type":
-            return self.entries.get(kind, self.default)
-        if self.by == "name":
-            return self.entries.get(node_name, self.default)
-        for pattern, entry in self.entries.items():
-            if re.fullmatch(pattern, node_name):
-                return entry
-        return self.default
+        key = self.key_for(node_name, kind)
+        return self.default if key is None else self.entries[key]
 
     def check_keys(self, node_names: Iterable[str], kinds: Iterable[str]) -> None:
         """Every per-key entry must name a node, a kind or match a node."""
@@ -46,9 +53,7 @@ class Selection:
 
 
 def _unmatched(pass_name: str, what: str, key: str, valid: list[str]) -> str:
-    hint = closest(key, valid)
-    suggestion = f"; did you mean {hint!r}?" if hint else ""
-    return (f"[passes.{pass_name}] {what} {key!r} is not in the model{suggestion} "
+    return (f"[passes.{pass_name}] {what} {key!r} is not in the model{did_you_mean(key, valid)} "
             f"(valid: {', '.join(valid)})")
 
 

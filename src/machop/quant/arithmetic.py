@@ -31,7 +31,8 @@ from typing import Any
 
 from torch import Tensor
 
-from machop.errors import PassError, closest, unknown_name
+from machop.docstrings import summary
+from machop.errors import PassError, did_you_mean, unknown_name
 from machop.quant import quantizers as Q
 
 OPERANDS = ("data_in", "weight", "bias", "data_out")
@@ -265,7 +266,10 @@ def _no_check(spec: OperandSpec) -> None:
 
 @dataclass(frozen=True)
 class Arithmetic:
-    """A registered number format: its quantizer, config fields and parameter validation."""
+    """A registered number format: its quantizer, config fields and parameter validation.
+
+    The quantizer's docstring describes the format; `aliases` are other config names for it.
+    """
 
     name: str
     quantizer: Callable[..., Tensor]
@@ -275,6 +279,12 @@ class Arithmetic:
     ignored: tuple[str, ...] = ()           # MASE keys accepted without effect
     fixed_width: int | None = None          # binary: 1, ternary: 2
     check: Callable[[OperandSpec], None] = _no_check
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def description(self) -> str:
+        """The first line of the quantizer's docstring."""
+        return summary(self.quantizer)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -301,12 +311,14 @@ class Arithmetic:
 
 
 def _block_fp_quantizer(x: Tensor, *, block_size: tuple[int, ...], **kwargs: Any) -> Tensor:
+    """Block floating point: per block a shared exponent, per element sign + (width-1)-bit mantissa."""
     return Q.block_fp_quantize(x, block_size=list(block_size), **kwargs)
 
 
 _ARITHMETIC_LIST = (
     Arithmetic("integer", Q.integer_quantize, params=("width", "frac_width", "is_signed"),
-               required=("width",), optional=("frac_width", "is_signed"), check=_check_integer),
+               required=("width",), optional=("frac_width", "is_signed"), check=_check_integer,
+               aliases=("fixed",)),  # MASE's name for the same fixed-point format
     Arithmetic("minifloat_ieee", Q.minifloat_ieee_quantize,
                params=("width", "exponent_width", "exponent_bias"),
                required=("width", "exponent_width"), optional=("exponent_bias",),
@@ -329,8 +341,8 @@ _ARITHMETIC_LIST = (
                check=_check_ternary),
 )
 
-ARITHMETICS: dict[str, Arithmetic] = {a.name: a for a in _ARITHMETIC_LIST}
-ARITHMETICS["fixed"] = ARITHMETICS["integer"]  # MASE's alias for the same fixed-point format
+ARITHMETICS: dict[str, Arithmetic] = {**{a.name: a for a in _ARITHMETIC_LIST},
+                                      **{alias: a for a in _ARITHMETIC_LIST for alias in a.aliases}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,9 +381,8 @@ def _check_known_keys(config: Mapping[str, Any], arith: Arithmetic, operands: It
     valid = {"name", "bypass"} | {f"{op}_{f}" for op in operands for f in arith.fields}
     for key in config:
         if key not in valid:
-            hint = closest(str(key), valid)
-            suggestion = f"; did you mean {hint!r}?" if hint else ""
-            raise _fail(node, str(key), f"unknown key for the {arith.name} arithmetic{suggestion} "
+            raise _fail(node, str(key), f"unknown key for the {arith.name} arithmetic"
+                                        f"{did_you_mean(key, valid)} "
                                         f"(valid: {', '.join(sorted(valid))})")
 
 

@@ -22,6 +22,9 @@ A sampler "reaches the best" in a run at the first trial whose best-so-far value
 best value any run of any sampler found (for the exhaustive samplers, given a budget of at least
 the space size, that is the optimum of the space). The median number of trials to reach it counts
 a run that never did as infinitely many ("> budget" when that is the median).
+
+This module is the engine; search.report.compare_samplers writes its outputs (results.json, the
+plots) and its table.
 """
 
 from __future__ import annotations
@@ -30,35 +33,35 @@ import itertools
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState
 
 from machop.config.schema import RunConfig
-from machop.errors import SearchError, unknown_name
+from machop.errors import SearchError, exception_line, unknown_name
 from machop.search import records
 from machop.search.evaluator import TrialEvaluator
 from machop.search.objective import config_key, constraint_violations, finite, objective_values
 from machop.search.runners import first_nan, run_all
 from machop.search.samplers import SAMPLERS, build_sampler
+from machop.search.setup import SearchSetup
 
 OUTPUT_DIR = "compare_samplers"
-EXHAUSTIVE = ("grid", "bruteforce")
 TOLERANCE = 1e-9
+REASON_CHARS = 300  # a failure reason is a table cell, not a traceback
+COMMAND = "compare-samplers"
 
 
-# ---- request validation -----------------------------------------------------------------------
+# ---- what to compare --------------------------------------------------------------------------
 
 
-def parse_samplers(text: str | Iterable[str]) -> list[str]:
-    """Sampler names from "tpe,random" (lower case, duplicates dropped); unknown names are errors."""
+def _sampler_names(text: str | Iterable[str]) -> tuple[str, ...]:
     parts = text.split(",") if isinstance(text, str) else list(text)
-    names = list(dict.fromkeys(part.strip().lower() for part in parts if part.strip()))
+    names = tuple(dict.fromkeys(part.strip().lower() for part in parts if part.strip()))
     if not names:
         raise SearchError("--samplers needs at least one sampler name, e.g. tpe,random,bruteforce")
     for name in names:
@@ -67,26 +70,26 @@ def parse_samplers(text: str | Iterable[str]) -> list[str]:
     return names
 
 
-def check_counts(repeats: int, n_trials: int | None) -> None:
-    """repeats and the trial budget must be positive integers."""
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise SearchError(f"--repeats must be an integer >= 1, got {repeats!r}")
-    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
-        raise SearchError(f"--n-trials must be an integer >= 1, got {n_trials!r}")
+def _count(value: Any, flag: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SearchError(f"{flag} must be an integer >= 1, got {value!r}")
+    return value
 
 
-def check_single_objective(config: RunConfig) -> None:
-    """Refuse a multi-objective strategy before anything is loaded."""
-    from machop.search.run import _search_tables
-    from machop.search.settings import parse_strategy
+@dataclass(frozen=True)
+class ComparisonRequest:
+    """Which samplers to compare, seeded runs per sampler and trials per run (None: the config's)."""
 
-    _, strategy = _search_tables(config)
-    settings = parse_strategy(strategy)
-    if settings.multi_objective:
-        names = ", ".join(o.name for o in settings.objectives)
-        raise SearchError(f"compare-samplers needs a single objective, but this config has "
-                          f"{len(settings.objectives)} ({names}) with sum_scaled_metrics = false; "
-                          "set sum_scaled_metrics = true or keep one metric")
+    samplers: tuple[str, ...]
+    repeats: int
+    n_trials: int | None = None
+
+    @classmethod
+    def parse(cls, samplers: str | Iterable[str], repeats: int,
+              n_trials: int | None = None) -> ComparisonRequest:
+        """Check sampler names ("tpe,random": lower case, duplicates dropped) and counts."""
+        return cls(_sampler_names(samplers), _count(repeats, "--repeats"),
+                   None if n_trials is None else _count(n_trials, "--n-trials"))
 
 
 # ---- evaluating each configuration once -------------------------------------------------------
@@ -107,12 +110,6 @@ class Evaluation:
     def feasible(self) -> bool:
         """True when the evaluation succeeded and every constraint holds."""
         return self.value is not None and all(v <= 0 for v in self.violations)
-
-
-def _reason(exc: BaseException) -> str:
-    """An exception as one short line: "Type: message"."""
-    text = " ".join(str(exc).split())[:300]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class EvaluationCache:
@@ -147,7 +144,8 @@ class EvaluationCache:
             if not finite(values):
                 raise ValueError(f"objective is not finite: {values}")
         except Exception as exc:  # noqa: BLE001 - recorded; the sampler sees a FAIL trial
-            return Evaluation(dict(sample), None, metrics, [], time.perf_counter() - started, _reason(exc))
+            return Evaluation(dict(sample), None, metrics, [], time.perf_counter() - started,
+                              exception_line(exc, REASON_CHARS))
         return Evaluation(dict(sample), values[0], metrics, constraint_violations(metrics, settings),
                           time.perf_counter() - started)
 
@@ -302,6 +300,11 @@ class Comparison:
     best_key: str | None = None
     seconds: float = 0.0
 
+    @property
+    def best(self) -> Evaluation | None:
+        """The evaluation of the best configuration found."""
+        return self.cache.entries.get(self.best_key) if self.best_key else None
+
     def summary(self) -> list[dict[str, Any]]:
         """Per sampler: median trials to the best, repeats that reached it, median seconds per trial."""
         rows = []
@@ -317,7 +320,7 @@ class Comparison:
 
     def as_dict(self) -> dict[str, Any]:
         """results.json content."""
-        best = self.cache.entries.get(self.best_key) if self.best_key else None
+        best = self.best
         evaluated = list(self.cache.entries.values())
         summary = [{**row, "median_trials_to_best": None if math.isinf(row["median_trials_to_best"])
                     else row["median_trials_to_best"]} for row in self.summary()]
@@ -342,7 +345,7 @@ class Comparison:
 RunDone = Callable[[str, int, Run], None]
 
 
-def compare(setup: Any, samplers: list[str], repeats: int, budget: int,
+def compare(setup: SearchSetup, samplers: Sequence[str], repeats: int, budget: int,
             on_run: RunDone | None = None) -> Comparison:
     """Run every sampler `repeats` times (seeds 0..repeats-1) against one evaluation cache."""
     started = time.perf_counter()
@@ -386,141 +389,19 @@ class CompareOutcome:
     outputs: dict[str, Path]
 
 
-def compare_samplers(config: RunConfig, samplers: str | Iterable[str], repeats: int,
-                     n_trials: int | None = None, on_run: RunDone | None = None,
-                     on_setup: Callable[[Any, int], None] | None = None) -> CompareOutcome:
-    """Validate, set up the configured search once, compare the samplers and write the outputs."""
+def compare_samplers(config: RunConfig, request: ComparisonRequest, on_run: RunDone | None = None,
+                     on_setup: Callable[[SearchSetup, int], None] | None = None) -> CompareOutcome:
+    """Set up the configured search once, compare the requested samplers on it and write the outputs."""
     from machop.project import Project
-    from machop.search import run as search_run
+    from machop.search.report.compare_samplers import write_outputs
 
-    names = parse_samplers(samplers)
-    check_counts(repeats, n_trials)
-    check_single_objective(config)
-    setup = search_run._set_up(config, {})
-    for name in names:  # e.g. cmaes is refused here, before anything is written
-        build_sampler(name, 0, setup.evaluator.space.choices())
-    budget = n_trials if n_trials is not None else setup.settings.n_trials
+    setup = SearchSetup.from_config(config, samplers=request.samplers, single_objective_for=COMMAND)
+    budget = request.n_trials if request.n_trials is not None else setup.settings.n_trials
     project = Project.from_config(setup.config)
     folder = project.root / OUTPUT_DIR
     Project(folder).check_writable()
-    if config.search.get("train_base") and not setup.config.load_name:
-        setup = search_run._with_trained_base(setup, project)
+    setup.use_trained_base(project)
     if on_setup is not None:
         on_setup(setup, budget)
-    comparison = compare(setup, names, repeats, budget, on_run)
+    comparison = compare(setup, request.samplers, request.repeats, budget, on_run)
     return CompareOutcome(comparison, folder, write_outputs(comparison, folder))
-
-
-# ---- outputs ----------------------------------------------------------------------------------
-
-
-def write_outputs(comparison: Comparison, folder: Path) -> dict[str, Path]:
-    """results.json, best_so_far.png and seconds_per_trial.png in `folder`."""
-    from machop.io_atomic import write_json_atomic
-
-    return {"results": write_json_atomic(folder / "results.json", comparison.as_dict()),
-            "best so far": plot_best_so_far(comparison, folder / "best_so_far.png"),
-            "seconds per trial": plot_seconds(comparison, folder / "seconds_per_trial.png")}
-
-
-def curves(runs: list[Run], length: int) -> np.ndarray:
-    """Best-so-far curves as rows (NaN before the first result, last value held after a run ends)."""
-    matrix = np.full((len(runs), length), np.nan)
-    for row, run in enumerate(runs):
-        values = [np.nan if v is None else v for v in run.best_so_far][:length]
-        matrix[row, :len(values)] = values
-        if values and len(values) < length:
-            matrix[row, len(values):] = values[-1]
-    return matrix
-
-
-def _colours() -> list[str]:
-    """Line colours, the same palette as the search report's plots."""
-    return ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
-
-
-def plot_best_so_far(comparison: Comparison, path: Path) -> Path:
-    """Median best-so-far per sampler with its interquartile band and the best value found."""
-    import matplotlib.ticker
-
-    from machop.search.report.plots import _figure, _save, _style
-
-    x = np.arange(1, comparison.budget + 1)
-    with _style():
-        figure = _figure(8, 5.2)
-        ax = figure.subplots()
-        items = list(comparison.runs.items())
-        for index, (colour, (name, runs)) in enumerate(zip(itertools.cycle(_colours()), items)):
-            matrix = curves(runs, comparison.budget)
-            filled = ~np.isnan(matrix).all(axis=0)
-            if not filled.any():
-                continue
-            low, median, high = (np.nanpercentile(matrix[:, filled], q, axis=0) for q in (25, 50, 75))
-            ax.fill_between(x[filled], low, high, step="post", color=colour, alpha=0.18, linewidth=0)
-            # Samplers often share their first (random) trials; wider lines underneath stay visible.
-            ax.step(x[filled], median, where="post", color=colour, zorder=3 + index,
-                    linewidth=max(1.2, 1.2 + 0.7 * (len(items) - 1 - index)),
-                    label=f"{name} (median, IQR band)")
-        if comparison.best_value is not None:
-            ax.axhline(comparison.best_value, color="black", linestyle="--", linewidth=1, zorder=2,
-                       label=f"best found {comparison.best_value:.5g}")
-        if comparison.space_size < comparison.budget:
-            ax.axvline(comparison.space_size, color="#999999", linestyle=":", linewidth=1,
-                       label=f"space size {comparison.space_size:,}")
-        ax.set_xlabel("trial number")
-        objective = "sum of scaled metrics" if len(comparison.objectives) > 1 else comparison.objectives[0]["name"]
-        ax.set_ylabel(f"best-so-far objective ({objective}, {comparison.direction})")
-        ax.set_xlim(1, max(2, comparison.budget))
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right" if comparison.direction == "maximize" else "upper right")
-        figure.suptitle(f"Best so far over {comparison.repeats} seeds (seeds 0-{comparison.repeats - 1})\n"
-                        f"{comparison.space_name}, {comparison.space_size:,} configurations, "
-                        f"{comparison.model} on {comparison.dataset}")
-        return _save(figure, path)
-
-
-def plot_seconds(comparison: Comparison, path: Path) -> Path:
-    """Per sampler: boxes of the mean seconds per trial and of the sampler overhead per trial."""
-    from machop.search.report.plots import _figure, _save, _style
-
-    names = list(comparison.runs)
-    total = [[run.mean_seconds() for run in comparison.runs[name]] for name in names]
-    overhead = [[1e3 * run.mean_sampler_seconds() for run in comparison.runs[name]] for name in names]
-    with _style():
-        figure = _figure(max(7.0, 2.2 * len(names) + 3), 4.2)
-        left, right = figure.subplots(1, 2)
-        for ax, data, label in ((left, total, "seconds per trial (evaluation + sampler)"),
-                                (right, overhead, "sampler + Optuna overhead per trial (ms)")):
-            ax.boxplot(data, tick_labels=names, showmeans=True)
-            ax.set_ylabel(label)
-            ax.grid(True, axis="y", alpha=0.3)
-        left.set_title("each configuration's evaluation charged once per run")
-        right.set_title("measured")
-        figure.suptitle(f"Seconds per trial, mean per run over {comparison.repeats} seeds — "
-                        f"{comparison.model} on {comparison.dataset}")
-        return _save(figure, path)
-
-
-def summary_table(comparison: Comparison) -> Any:
-    """Rich table: sampler, median trials to the best (and repeats reaching it), seconds per trial."""
-    from rich.table import Table
-
-    from machop.search.report.tables import compact_config
-
-    best = comparison.cache.entries.get(comparison.best_key) if comparison.best_key else None
-    title = (f"Samplers on {comparison.space_name} ({comparison.space_size:,} configurations), "
-             f"{comparison.repeats} seeds x {comparison.budget} trials; best {comparison.best_value:.5g}")
-    caption = None if best is None else f"best configuration: {compact_config(best.config, '; ')}"
-    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
-    for column in ("sampler", "median trials to best", "reached best", "median best at end",
-                   "median s/trial", "sampler ms/trial"):
-        table.add_column(column, justify="left" if column == "sampler" else "right")
-    for row in comparison.summary():
-        median = row["median_trials_to_best"]
-        table.add_row(row["sampler"], f"> {comparison.budget}" if math.isinf(median) else f"{median:g}",
-                      f"{row['reached_best']}/{row['repeats']}",
-                      "-" if row["median_final_best"] is None else f"{row['median_final_best']:.5g}",
-                      f"{row['median_seconds_per_trial']:.4f}",
-                      f"{1e3 * row['median_sampler_seconds_per_trial']:.2f}")
-    return table

@@ -1,4 +1,4 @@
-"""`search(config)`: set up the space, runners, sampler and study, run the trials, write reports."""
+"""`search(config)`: set the search up, open (or resume, or join) its study, run the trials, write reports."""
 
 from __future__ import annotations
 
@@ -11,14 +11,10 @@ from typing import Any
 import optuna
 
 from machop.config.schema import RunConfig
-from machop.errors import ConfigError, SearchError
 from machop.search import records
-from machop.search.evaluator import TrialEvaluator
 from machop.search.loop import run_trials
 from machop.search.progress import SearchProgress
-from machop.search.runners import RunContext, build_runners, check_metrics_produced
-from machop.search.samplers import build_sampler
-from machop.search.settings import StrategySettings, parse_strategy
+from machop.search.setup import SearchSetup
 from machop.search.study import (
     STUDY_BUDGET,
     check_same_search,
@@ -30,8 +26,6 @@ from machop.search.study import (
     requeue_dead,
     study_budget,
 )
-
-EXHAUSTIVE = ("grid", "bruteforce")
 
 
 @dataclass
@@ -51,81 +45,6 @@ class SearchOutcome:
         return self.study.user_attrs.get(records.STUDY_BASE)
 
 
-@dataclass
-class _Setup:
-    config: RunConfig
-    settings: StrategySettings
-    evaluator: TrialEvaluator
-    attrs: dict[str, Any]
-    budget: int
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-
-SEARCH_KEYS = ("search_space", "strategy", "train_base")
-
-
-def _search_tables(config: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    from machop.errors import closest
-
-    for key in config.search:
-        if key not in SEARCH_KEYS:
-            hint = closest(key, SEARCH_KEYS)
-            raise ConfigError(f"unknown key {key!r} in [search]" + (f"; did you mean {hint!r}?" if hint else "")
-                              + f" (valid: {', '.join(SEARCH_KEYS)})")
-    space, strategy = config.search.get("search_space"), config.search.get("strategy")
-    if not isinstance(space, dict) or not isinstance(strategy, dict):
-        raise ConfigError("search needs [search.search_space] and [search.strategy] tables "
-                          "in the config (see configs/quickstart.toml)")
-    train_base = config.search.get("train_base", False)
-    if not isinstance(train_base, bool):
-        raise ConfigError(f"search.train_base must be true or false, got {train_base!r}")
-    return space, strategy
-
-
-def _pruner(name: str) -> optuna.pruners.BasePruner:
-    return {"none": optuna.pruners.NopPruner(), "median": optuna.pruners.MedianPruner(n_startup_trials=3),
-            "hyperband": optuna.pruners.HyperbandPruner()}[name]
-
-
-def _set_up(config: RunConfig, overrides: dict[str, Any]) -> _Setup:
-    """Validate everything and build the evaluator; nothing is written here."""
-    from machop.api import prepare
-    from machop.data.batches import example_batch
-    from machop.graph import Graph
-    from machop.search.spaces import build_space
-    from machop.train.settings import TrainSettings
-
-    space_table, strategy_table = _search_tables(config)
-    setup_given = strategy_table.get("setup")
-    if setup_given is not None and not isinstance(setup_given, dict):
-        # checked here because the --n-trials/--sampler overrides are merged into it before parse_strategy
-        raise SearchError(f"search.strategy.setup: must be a table, got {setup_given!r}")
-    setup_table = {**(setup_given or {}),
-                   **{key: value for key, value in overrides.items() if value is not None}}
-    settings = parse_strategy({**strategy_table, "setup": setup_table})
-    runners = build_runners(settings.sw_runners, settings.hw_runners)
-    check_metrics_produced(runners, [o.name for o in settings.objectives]
-                           + [c.metric for c in settings.constraints])
-    prepared = prepare(config)
-    base = Graph(prepared.model, example_batch(prepared.dataset.validation))
-    space = build_space(space_table, base)
-    train = TrainSettings.from_config(prepared.config).__dict__
-    run = RunContext(dataset=prepared.dataset, accelerator=prepared.config.accelerator,
-                     train_defaults={k: v for k, v in train.items() if k not in ("accelerator",)})
-    evaluator = TrialEvaluator(space=space, base=base, runners=runners, settings=settings, run=run,
-                               claim_patience=settings.grace_period if settings.sampler in EXHAUSTIVE else None)
-    build_sampler(settings.sampler, 0, space.choices())  # refuses e.g. cmaes before anything is written
-    budget = min(settings.n_trials, space.size()) if settings.sampler in EXHAUSTIVE else settings.n_trials
-    attrs = {records.STUDY_CONFIG: config.search,
-             records.STUDY_OBJECTIVES: [o.__dict__ for o in settings.objectives],
-             records.STUDY_SUM_SCALED: settings.sum_scaled_metrics,
-             records.STUDY_SPACE: {"name": space.name, "choices": space.choices()},
-             records.STUDY_MODEL: {"model": prepared.config.model, "dataset": prepared.config.dataset,
-                                   "load_name": prepared.config.load_name},
-             records.STUDY_RUN_CONFIG: prepared.config.model_dump(mode="json")}
-    return _Setup(prepared.config, settings, evaluator, attrs, budget, overrides)
-
-
 def _journal_path(storage_url: str | None, search_dir: Path) -> Path:
     return search_dir / "study.journal" if storage_url is None else Path(storage_url.removeprefix("journal:"))
 
@@ -136,7 +55,7 @@ def _check_journal_exists(storage_url: str | None, search_dir: Path, study_name:
         raise missing_study(study_name, f" (no journal at {str(path)!r})")
 
 
-def _check_database_study(setup: _Setup, storage_url: str, study_name: str, join_only: bool) -> None:
+def _check_database_study(setup: SearchSetup, storage_url: str, study_name: str, join_only: bool) -> None:
     """Reach the database and check the study before anything is written anywhere."""
     settings = setup.settings
     storage, _ = open_storage(storage_url, Path("."), heartbeat_interval=settings.heartbeat_interval,
@@ -151,16 +70,15 @@ def _check_database_study(setup: _Setup, storage_url: str, study_name: str, join
         storage.engine.dispose()  # the run opens its own storage later; keep no idle connections
 
 
-def _open_study(setup: _Setup, storage_url: str | None, search_dir: Path, study_name: str,
+def _open_study(setup: SearchSetup, storage_url: str | None, search_dir: Path, study_name: str,
                 worker_index: int, join_only: bool) -> tuple[optuna.Study, str, bool]:
     """Open the study; the process that creates or resumes it sets the budget, workers follow it."""
     settings = setup.settings
-    seed = (settings.seed if settings.seed is not None else setup.config.seed) + worker_index
-    sampler = build_sampler(settings.sampler, seed, setup.evaluator.space.choices())
     storage, location = open_storage(storage_url, search_dir, heartbeat_interval=settings.heartbeat_interval,
                                      grace_period=settings.grace_period)
-    study, resumed = create_or_resume(storage, study_name, settings.directions, sampler,
-                                      _pruner(settings.pruner), setup.attrs, join_only=join_only)
+    study, resumed = create_or_resume(storage, study_name, settings.directions,
+                                      setup.sampler(setup.seed(worker_index)), setup.pruner(), setup.attrs,
+                                      join_only=join_only)
     if join_only:
         setup.budget = study_budget(study, setup.budget)
     elif study.user_attrs.get(STUDY_BUDGET) != setup.budget:
@@ -175,7 +93,7 @@ def search(config: RunConfig, *, storage: str | None = None, study_name: str | N
     from machop.project import Project
     from machop.search.report import write_search_outputs
 
-    setup = _set_up(config, overrides)
+    setup = SearchSetup.from_config(config, overrides)
     project = Project.from_config(setup.config)
     search_dir = project.root / "search"
     name = study_name or setup.config.project_name()
@@ -186,12 +104,10 @@ def search(config: RunConfig, *, storage: str | None = None, study_name: str | N
     if not is_journal(storage):
         _check_database_study(setup, storage, name, worker)
     Project(search_dir).check_writable()
-    if config.search.get("train_base") and not setup.config.load_name:
-        setup = _with_trained_base(setup, project, progress=progress)
+    setup.use_trained_base(project, note=lambda text: _say(progress, text), progress=progress)
     study, location, resumed = _open_study(setup, storage, search_dir, name, 0, worker)
     requeued = requeue_dead(study, setup.settings.grace_period)
-    note_random_weights(setup.config, "search", trained_later=any(
-        getattr(runner, "name", "") == "basic_train" for runner in setup.evaluator.runners))
+    note_random_weights(setup.config, "search", trained_later=setup.trains_candidates)
     if not worker:
         _record_base(setup, study, progress)
     with SearchProgress(progress, setup.budget, study) as bar:
@@ -203,27 +119,9 @@ def search(config: RunConfig, *, storage: str | None = None, study_name: str | N
     return SearchOutcome(study, redact(location), search_dir, resumed, requeued, outputs)
 
 
-def _run_here(setup: _Setup, study: optuna.Study, bar: SearchProgress | None = None) -> None:
+def _run_here(setup: SearchSetup, study: optuna.Study, bar: SearchProgress | None = None) -> None:
     run_trials(study, setup.evaluator, setup.budget, timeout=setup.settings.timeout,
                on_trial=None if bar is None else bar.update, grace_period=setup.settings.grace_period)
-
-
-def _with_trained_base(setup: _Setup, project: Any, progress: bool = False) -> _Setup:
-    """Train the base model first (or reuse that training from an earlier run of the search)."""
-    from machop import api
-    from machop.train.checkpoint import load_base_checkpoint
-
-    if not project.best_checkpoint.is_file():
-        _say(progress, f"Training the base model {setup.config.model} "
-                       f"({setup.config.max_epochs} epochs, search.train_base)")
-        api.train(setup.config.model_copy(update={"passes": {}}), progress=progress)
-    else:
-        _say(progress, f"Base model: reusing {project.best_checkpoint}")
-    load_base_checkpoint(setup.evaluator.base.module, project.best_checkpoint, model_name=setup.config.model,
-                         dataset=setup.evaluator.run.dataset.info.name)
-    setup.config = setup.config.model_copy(update={"load_name": str(project.best_checkpoint)})
-    setup.attrs[records.STUDY_MODEL]["load_name"] = setup.config.load_name
-    return setup
 
 
 def _say(enabled: bool, text: str) -> None:
@@ -234,7 +132,7 @@ def _say(enabled: bool, text: str) -> None:
         get_console().print(text, highlight=False, markup=False)
 
 
-def _record_base(setup: _Setup, study: optuna.Study, progress: bool) -> None:
+def _record_base(setup: SearchSetup, study: optuna.Study, progress: bool) -> None:
     """Score the float base model once per study (a resumed study keeps its record) and show it."""
     import logging
 
@@ -243,8 +141,8 @@ def _record_base(setup: _Setup, study: optuna.Study, progress: bool) -> None:
 
     base = study.user_attrs.get(records.STUDY_BASE)
     if not isinstance(base, dict):
-        trains = any(getattr(runner, "name", "") == "basic_train" for runner in setup.evaluator.runners)
-        _say(progress and trains, "Training the float base model like a candidate (basic_train)")
+        _say(progress and setup.trains_candidates,
+             "Training the float base model like a candidate (basic_train)")
         setup.evaluator.run.show_epochs = progress
         try:
             base = setup.evaluator.evaluate_base()
@@ -261,7 +159,7 @@ def _record_base(setup: _Setup, study: optuna.Study, progress: bool) -> None:
         _say(progress, line)
 
 
-def _run_with_processes(setup: _Setup, study: optuna.Study, storage: str, study_name: str,
+def _run_with_processes(setup: SearchSetup, study: optuna.Study, storage: str, study_name: str,
                         bar: SearchProgress) -> None:
     """This process is worker 0; n_jobs - 1 spawned processes join it, one torch thread each."""
     import torch
@@ -306,7 +204,7 @@ def _worker_main(config: dict[str, Any], overrides: dict[str, Any], storage: str
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        setup = _set_up(RunConfig.model_validate(config), overrides)
+        setup = SearchSetup.from_config(RunConfig.model_validate(config), overrides)
         path = storage.removeprefix("journal:")
         storage_url = f"journal:{path}" if is_journal(storage) else storage
         study, _, _ = _open_study(setup, storage_url, Path(path).parent, study_name, index, True)

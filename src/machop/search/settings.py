@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from machop.errors import SearchError, closest, unknown_name
+from machop.errors import SearchError, did_you_mean, unknown_name
+from machop.search.pruners import PRUNERS
+from machop.search.samplers import SAMPLERS
 
-SAMPLER_NAMES = ("random", "tpe", "gp", "cmaes", "nsgaii", "nsgaiii", "qmc", "grid", "bruteforce")
 DIRECTIONS = ("maximize", "minimize")
-PRUNERS = ("none", "median", "hyperband")
 SETUP_KEYS = ("sampler", "n_trials", "n_jobs", "timeout", "sum_scaled_metrics", "direction",
               "pruner", "seed", "heartbeat_interval", "grace_period")
 STRATEGY_KEYS = ("name", "eval_mode", "setup", "sw_runner", "hw_runner", "metrics", "constraints")
@@ -89,9 +90,7 @@ def _fail(path: str, message: str) -> SearchError:
 def _check_keys(table: dict[str, Any], valid: tuple[str, ...], path: str) -> None:
     for key in table:
         if key not in valid:
-            hint = closest(key, valid)
-            suggestion = f"; did you mean {hint!r}?" if hint else ""
-            raise _fail(path, f"unknown key {key!r}{suggestion} (valid: {', '.join(valid)})")
+            raise _fail(path, f"unknown key {key!r}{did_you_mean(key, valid)} (valid: {', '.join(valid)})")
 
 
 def _int(value: Any, path: str, minimum: int, maximum: int | None = None) -> int:
@@ -102,7 +101,7 @@ def _int(value: Any, path: str, minimum: int, maximum: int | None = None) -> int
     return value
 
 
-def _choice(value: Any, valid: tuple[str, ...], path: str, what: str) -> str:
+def _choice(value: Any, valid: Collection[str], path: str, what: str) -> str:
     text = str(value).lower()
     if text not in valid:
         raise _fail(path, unknown_name(what, str(value), valid))
@@ -167,18 +166,23 @@ def _bool(value: Any, path: str) -> bool:
     return value
 
 
-def parse_strategy(strategy: dict[str, Any]) -> StrategySettings:
-    """Validate [search.strategy] into StrategySettings (runner names are checked by runners)."""
+def parse_strategy(strategy: dict[str, Any], overrides: Mapping[str, Any] | None = None) -> StrategySettings:
+    """Validate [search.strategy] into StrategySettings (runner names are checked by runners).
+
+    `overrides` (command-line flags such as --n-trials) replace keys of `setup` and are checked
+    like them.
+    """
     if not isinstance(strategy, dict):
         raise SearchError("search.strategy must be a table")
     _check_keys(strategy, STRATEGY_KEYS, "")
-    setup = strategy.get("setup") or {}
+    setup = strategy.get("setup", {})
     if not isinstance(setup, dict):
         raise _fail("setup", f"must be a table, got {setup!r}")
+    setup = {**setup, **(overrides or {})}
     _check_keys(setup, SETUP_KEYS, "setup")
     exhaustive = str(strategy.get("name", "optuna")).lower() in ("bruteforce", "brute_force", "brute-force")
     settings = StrategySettings(
-        sampler="bruteforce" if exhaustive else _choice(setup.get("sampler", "tpe"), SAMPLER_NAMES,
+        sampler="bruteforce" if exhaustive else _choice(setup.get("sampler", "tpe"), SAMPLERS,
                                                         "setup.sampler", "sampler"),
         n_trials=_int(setup.get("n_trials", 20), "setup.n_trials", 1),
         n_jobs=_int(setup.get("n_jobs", 1), "setup.n_jobs", 1),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from machop.graph.graph import Graph
 
@@ -24,8 +24,16 @@ class Candidate:
 
 
 class SearchSpace(ABC):
-    """A set of categorical choices and a builder of candidates from one sample."""
+    """A set of categorical choices and a builder of candidates from one sample.
 
+    A subclass declares the `[search.search_space] name`s it answers to and, to be usable inside
+    a `composite` space, its kind and its place among the composite's sub-spaces; the registry
+    (`search.spaces.registry.SPACES`) and the composite space read these.
+    """
+
+    registered_names: ClassVar[tuple[str, ...]] = ()
+    kind: ClassVar[str] = ""  # a verb: a composite prefixes parameters with it ("quantize:...")
+    composite_order: ClassVar[int | None] = None  # sub-spaces apply in this order; None: not a sub-space
     name: str = ""
 
     @abstractmethod

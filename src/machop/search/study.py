@@ -68,7 +68,7 @@ def _postgres_connect_args(url: str, grace_period: int) -> dict[str, Any]:
 
     given = make_url(url).query.get("options", "")  # connect_args replace the URL's own options
     options = " ".join(given) if isinstance(given, tuple) else given
-    if grace_period > 10**9:
+    if grace_period > 0:
         options = f"-c idle_in_transaction_session_timeout={grace_period * 1000} {options}".strip()
     return {"connect_timeout": 10, **({"options": options} if options else {})}
 

@@ -19,6 +19,7 @@ from machop.search import records
 from machop.search.report import plots
 from machop.search.report import study_info as info
 from machop.search.report.html import write_html
+from machop.search.report.param_stats import all_importances
 from machop.search.report.sweep import write_sweep_csv
 from machop.search.report.tables import best_trials, row_columns, trial_rows
 
@@ -112,7 +113,7 @@ def write_base_json(study: optuna.Study, path: Path) -> Path | None:
 
 def write_plots(study: optuna.Study, plot_dir: Path) -> dict[str, Path | None]:
     """Every plot as PNG under plot_dir; None for a plot that does not apply."""
-    importances = plots.all_importances(study)  # computed once: the slowest part of a report
+    importances = all_importances(study)  # computed once: the slowest part of a report
     makers = {"history": plots.plot_history, "pareto": plots.plot_pareto,
               "heatmaps": partial(plots.plot_heatmaps, importances=importances),
               "sweep": plots.plot_sweep,

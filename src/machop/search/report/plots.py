@@ -1,80 +1,42 @@
-"""PNG plots of a search: history, Pareto front, metric heatmaps, parameter importance.
+"""PNG plots of a search: history, Pareto front, metric heatmaps, parameter importance, sweep.
 
-Figures are built with matplotlib's object API on an Agg canvas, never through pyplot, so no
-global backend is switched and no figure outlives its function (nothing is left to close).
-matplotlib is imported inside the functions: importing it costs more than the CLI's start-up.
+The numbers they draw come from param_stats; figure style, size and saving from figures.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
-from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial
 
 from machop.errors import SearchError, unknown_name
-from machop.io_atomic import write_atomic
 from machop.search.report import study_info as info
+from machop.search.report.figures import compact_number, figure_style, new_figure, save_png
+from machop.search.report.param_stats import (
+    Importances,
+    all_importances,
+    heatmap_metrics,
+    heatmap_params,
+    metric_grid,
+    param_choices,
+    split_constant_metrics,
+    sweep_metrics,
+    sweep_param,
+    sweep_values,
+    varying_params,
+)
 from machop.search.report.tables import best_trials
 
-DPI = 120
-STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
-         "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 12}
 FEASIBLE_COLOUR, INFEASIBLE_COLOUR, BEST_COLOUR = "#4c72b0", "#999999", "#c44e52"
 BASE_COLOUR = "#222222"  # the float base model: the reference every plot marks the same way
 BASE_LINE = {"color": BASE_COLOUR, "linestyle": "--", "linewidth": 1.2}
 MAX_ANNOTATED_CELLS = 400
-
-
-@contextlib.contextmanager
-def _style() -> Iterator[None]:
-    import matplotlib
-
-    with matplotlib.rc_context(STYLE):
-        yield
-
-
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-PALETTE_ABOVE_BYTES = 200_000
-
-
-def _png_bytes(figure: Any) -> bytes:
-    """The figure as PNG; a large one (many heatmap panels) with a 256-colour palette, ~3x smaller."""
-    import io
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
-    if buffer.tell() <= PALETTE_ABOVE_BYTES:
-        return buffer.getvalue()
-    from PIL import Image
-
-    buffer.seek(0)
-    with Image.open(buffer) as image:
-        palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE,
-                                                dither=Image.Dither.NONE)
-    smaller = io.BytesIO()
-    palette.save(smaller, format="PNG", optimize=True)
-    return smaller.getvalue()
-
-
-def _save(figure: Any, path: Path | str) -> Path:
-    data = _png_bytes(figure)
-    return write_atomic(path, lambda stream: stream.write(data))
 
 
 def _grid_shape(count: int, max_columns: int = 3) -> tuple[int, int]:
@@ -116,14 +78,14 @@ def plot_history(study: optuna.Study, path: Path | str) -> Path | None:
         return None
     labels, directions = info.objective_labels(study), info.directions(study)
     base = info.base_values(study) or [None] * len(labels)
-    with _style():
-        figure = _figure(8, 1.2 + 3.0 * len(labels))
+    with figure_style():
+        figure = new_figure(8, 1.2 + 3.0 * len(labels))
         axes = figure.subplots(len(labels), 1, squeeze=False, sharex=True)[:, 0]
         for index, ax in enumerate(axes):
             _draw_history(ax, trials, index, directions[index], labels[index], base[index])
         axes[-1].set_xlabel("trial number")
         figure.suptitle(f"Optimization history — {info.study_title(study)}")
-        return _save(figure, path)
+        return save_png(figure, path)
 
 
 # ---- Pareto front -----------------------------------------------------------------------------
@@ -207,8 +169,8 @@ def plot_pareto(study: optuna.Study, path: Path | str) -> Path | None:
     labels = info.objective_labels(study)
     pairs = list(itertools.combinations(range(len(labels)), 2))
     rows, columns = _grid_shape(len(pairs))
-    with _style():
-        figure = _figure(7.5, 5.5) if len(pairs) == 1 else _figure(4.8 * columns, 4.2 * rows + 0.5)
+    with figure_style():
+        figure = new_figure(7.5, 5.5) if len(pairs) == 1 else new_figure(4.8 * columns, 4.2 * rows + 0.5)
         axes = figure.subplots(rows, columns, squeeze=False).ravel()
         for ax, (i, j) in zip(axes, pairs):
             _draw_projection(ax, groups, i, j, labels, connect=len(labels) == 2, base=info.base_values(study))
@@ -217,28 +179,10 @@ def plot_pareto(study: optuna.Study, path: Path | str) -> Path | None:
         axes[0].legend(loc="best")
         front = len(groups["front"])
         figure.suptitle(f"Pareto front ({front} trial{'' if front == 1 else 's'}) — {info.study_title(study)}")
-        return _save(figure, path)
+        return save_png(figure, path)
 
 
 # ---- parameter importance ---------------------------------------------------------------------
-
-
-Importances = list[dict[str, float] | None]
-
-
-def param_importances(study: optuna.Study, objective: int = 0) -> dict[str, float] | None:
-    """fANOVA importance of each parameter for one objective; None when it cannot be computed."""
-    if len([trial for trial in info.complete_trials(study) if trial.values]) < 2:
-        return None
-    # Optuna's 64 trees of unbounded depth take ~20 s on 2000 trials; 32 trees of depth 8 rank the
-    # parameters the same in ~2.5 s.
-    evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=32, max_depth=8, seed=0)
-    try:
-        importances = optuna.importance.get_param_importances(
-            study, evaluator=evaluator, target=lambda trial: trial.values[objective])
-    except Exception:  # noqa: BLE001 - an importance we cannot compute only drops one plot
-        return None
-    return importances if len(importances) >= 2 else None
 
 
 def _ranked_params(importances: dict[str, dict[str, float]]) -> list[str]:
@@ -266,11 +210,6 @@ def _draw_importance(ax: Any, importances: dict[str, dict[str, float]]) -> None:
         ax.legend(loc="lower right")
 
 
-def all_importances(study: optuna.Study) -> Importances:
-    """param_importances for every objective, in objective order."""
-    return [param_importances(study, index) for index in range(len(study.directions))]
-
-
 def plot_importance(study: optuna.Study, path: Path | str,
                     importances: Importances | None = None) -> Path | None:
     """Bar chart of parameter importance per objective; None when it cannot be computed."""
@@ -279,59 +218,14 @@ def plot_importance(study: optuna.Study, path: Path | str,
     if not importances:
         return None
     count = len(next(iter(importances.values())))
-    with _style():
-        figure = _figure(7.5, 1.6 + max(2.0, 0.45 * count * len(importances)))
+    with figure_style():
+        figure = new_figure(7.5, 1.6 + max(2.0, 0.45 * count * len(importances)))
         _draw_importance(figure.subplots(), importances)
         figure.suptitle(f"Parameter importance — {info.study_title(study)}")
-        return _save(figure, path)
+        return save_png(figure, path)
 
 
 # ---- heatmaps -----------------------------------------------------------------------------------
-
-
-def _hashable(value: Any) -> Any:
-    try:
-        hash(value)
-    except TypeError:
-        return repr(value)
-    return value
-
-
-def _number_tuple(text: str) -> tuple[float, ...] | None:
-    """"8,4" -> (8.0, 4.0): the label of a tied choice sorts by its numbers, not as text."""
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        return None
-
-
-def _sort_key(value: Any) -> tuple[int, Any]:
-    if value is None:
-        return (0, 0)
-    if isinstance(value, (bool, int, float)):
-        return (1, (float(value),))
-    numbers = _number_tuple(value) if isinstance(value, str) else None
-    if numbers is not None:
-        return (1, numbers)
-    return (2, str(value))
-
-
-def param_choices(study: optuna.Study, trials: list[FrozenTrial], name: str) -> list[Any]:
-    """Every choice of a parameter (space, distributions and sampled values), sorted."""
-    values = [_hashable(value) for value in info.space_choices(study).get(name, [])]
-    for trial in trials:
-        distribution = trial.distributions.get(name)
-        if isinstance(distribution, CategoricalDistribution):
-            values.extend(_hashable(value) for value in distribution.choices)
-        if name in (config := info.trial_config(trial)):
-            values.append(_hashable(config[name]))
-    return sorted(dict.fromkeys(values), key=_sort_key)
-
-
-def varying_params(study: optuna.Study, trials: list[FrozenTrial]) -> list[str]:
-    """Parameters that take more than one value among `trials`."""
-    return [name for name in info.param_names(study, trials)
-            if len({_hashable(info.trial_config(trial).get(name)) for trial in trials}) > 1]
 
 
 def _checked_params(study: optuna.Study, trials: list[FrozenTrial], params: Sequence[str]) -> list[str]:
@@ -342,44 +236,6 @@ def _checked_params(study: optuna.Study, trials: list[FrozenTrial], params: Sequ
         if name not in names:
             raise SearchError(unknown_name("search parameter", name, names))
     return list(params)
-
-
-def heatmap_params(study: optuna.Study, trials: list[FrozenTrial],
-                   importances: Importances | None = None) -> list[str] | None:
-    """The two varying parameters, or the two most important; None when neither applies."""
-    varying = varying_params(study, trials)
-    if len(varying) == 2:
-        return varying
-    if len(varying) < 2:
-        return None
-    first = (param_importances(study) if importances is None else importances[0]) or {}
-    ranked = [name for name in first if name in varying]
-    return ranked[:2] if len(ranked) >= 2 else None
-
-
-def metric_grid(trials: list[FrozenTrial], metric: str, params: list[str],
-                axes: tuple[list[Any], list[Any]]) -> np.ndarray:
-    """Mean metric value per (row choice, column choice); NaN where no trial has a value."""
-    rows, columns = ({_hashable(v): i for i, v in enumerate(choices)} for choices in axes)
-    total = np.zeros((len(rows), len(columns)))
-    count = np.zeros_like(total)
-    for trial in trials:
-        config, value = info.trial_config(trial), info.finite(info.trial_metrics(trial).get(metric))
-        row, column = rows.get(_hashable(config.get(params[0]))), columns.get(_hashable(config.get(params[1])))
-        if value is not None and row is not None and column is not None:
-            total[row, column] += value
-            count[row, column] += 1
-    with np.errstate(invalid="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def compact_number(value: float) -> str:
-    """At most four significant digits with an SI suffix for large values: 0.7512, 98.4k, 1.26M."""
-    magnitude = abs(value)
-    for threshold, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if magnitude >= threshold:
-            return f"{value / threshold:.3g}{suffix}"
-    return f"{value:.4g}"
 
 
 def _annotate_cells(ax: Any, image: Any, grid: np.ndarray) -> None:
@@ -435,27 +291,6 @@ def _draw_heatmap(figure: Any, ax: Any, grid: np.ndarray, metric: str, params: l
         _annotate_cells(ax, image, grid)
 
 
-def metric_values(trials: list[FrozenTrial], name: str) -> list[float]:
-    """The finite values of one raw metric over `trials`."""
-    values = (info.finite(info.trial_metrics(trial).get(name)) for trial in trials)
-    return [value for value in values if value is not None]
-
-
-def split_constant_metrics(trials: list[FrozenTrial]) -> tuple[list[str], dict[str, float]]:
-    """(metrics that vary, {metric: value} for those that never change) among recorded metrics."""
-    varying, constant = [], {}
-    for name in info.metric_names(trials):
-        values = metric_values(trials, name)
-        if values and max(values) == min(values):
-            constant[name] = values[0]
-        elif values:
-            varying.append(name)
-    return varying, constant
-
-
-MAX_PANELS = 24  # constant metrics get a (flat) panel of their own while the figure stays this small
-
-
 def _heatmap_title(study: optuna.Study, trials: list[FrozenTrial], params: list[str],
                    hidden: dict[str, float], marked: bool = False) -> str:
     lines = [f"Metrics over {params[0]} × {params[1]} — {info.study_title(study)}"]
@@ -467,17 +302,6 @@ def _heatmap_title(study: optuna.Study, trials: list[FrozenTrial], params: list[
         shown = [f"{name} = {compact_number(value)}" for name, value in list(hidden.items())[:5]]
         lines.append("constant, not shown: " + ", ".join(shown) + (", …" if len(hidden) > 5 else ""))
     return "\n".join(lines)
-
-
-def heatmap_metrics(trials: list[FrozenTrial]) -> tuple[list[str], dict[str, float]]:
-    """(metrics drawn as panels, constant metrics only named in the title)."""
-    metrics, hidden = split_constant_metrics(trials)
-    if metrics and len(metrics) + len(hidden) > MAX_PANELS:
-        return metrics, hidden
-    # A flat panel says "this metric does not depend on these parameters" (FLOPs under simulated
-    # quantization); only a crowded figure lists the constants in its title instead.
-    shown = set(metrics) | set(hidden)
-    return [name for name in info.metric_names(trials) if name in shown], {}
 
 
 def plot_heatmaps(study: optuna.Study, path: Path | str, params: Sequence[str] | None = None,
@@ -498,8 +322,8 @@ def plot_heatmaps(study: optuna.Study, path: Path | str, params: Sequence[str] |
     rows, columns = _grid_shape(len(metrics), max_columns=max_columns)
     width = max(4.4, 0.62 * len(axes[1]) + 2.6)
     height = max(3.4, 0.42 * len(axes[0]) + 1.8)
-    with _style():
-        figure = _figure(width * columns, height * rows + 0.6)
+    with figure_style():
+        figure = new_figure(width * columns, height * rows + 0.6)
         panels = figure.subplots(rows, columns, squeeze=False).ravel()
         for ax, metric in zip(panels, metrics):
             _draw_heatmap(figure, ax, metric_grid(trials, metric, chosen, axes), metric, chosen, axes,
@@ -507,36 +331,10 @@ def plot_heatmaps(study: optuna.Study, path: Path | str, params: Sequence[str] |
         for ax in panels[len(metrics):]:
             ax.set_visible(False)
         figure.suptitle(_heatmap_title(study, trials, chosen, hidden, marked=bool(base)))
-        return _save(figure, path)
-
+        return save_png(figure, path)
 
 
 # ---- one-parameter sweep ------------------------------------------------------------------------
-
-
-def sweep_param(study: optuna.Study, trials: list[FrozenTrial]) -> str | None:
-    """The only parameter that varies among `trials`, else None."""
-    varying = varying_params(study, trials)
-    return varying[0] if len(varying) == 1 else None
-
-
-def sweep_values(trials: list[FrozenTrial], metric: str, param: str, choices: list[Any]) -> np.ndarray:
-    """Mean metric value per choice of `param` (NaN where no trial has a value)."""
-    sums, counts = np.zeros(len(choices)), np.zeros(len(choices))
-    index = {_hashable(choice): i for i, choice in enumerate(choices)}
-    for trial in trials:
-        position = index.get(_hashable(info.trial_config(trial).get(param)))
-        value = info.finite(info.trial_metrics(trial).get(metric))
-        if position is not None and value is not None:
-            sums[position] += value
-            counts[position] += 1
-    with np.errstate(invalid="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-
-
-def sweep_metrics(trials: list[FrozenTrial]) -> list[str]:
-    """The metrics a sweep shows: every recorded one while few, else those that vary."""
-    return heatmap_metrics(trials)[0]
 
 
 def _draw_sweep(ax: Any, positions: np.ndarray, labels: list[str], values: np.ndarray, metric: str,
@@ -569,8 +367,8 @@ def plot_sweep(study: optuna.Study, path: Path | str) -> Path | None:
     positions = np.arange(len(choices))
     base = info.base_metrics(study)
     rows, columns = _grid_shape(len(metrics), max_columns=3 if len(metrics) <= 12 else 4)
-    with _style():
-        figure = _figure(4.2 * columns, 3.2 * rows + 0.6)
+    with figure_style():
+        figure = new_figure(4.2 * columns, 3.2 * rows + 0.6)
         panels = figure.subplots(rows, columns, squeeze=False).ravel()
         for ax, metric in zip(panels, metrics):
             _draw_sweep(ax, positions, [str(c) for c in choices],
@@ -579,4 +377,4 @@ def plot_sweep(study: optuna.Study, path: Path | str) -> Path | None:
         for ax in panels[len(metrics):]:
             ax.set_visible(False)
         figure.suptitle(f"Metrics against {param} (mean per choice) — {info.study_title(study)}")
-        return _save(figure, path)
+        return save_png(figure, path)

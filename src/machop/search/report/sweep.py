@@ -12,7 +12,7 @@ import optuna
 from rich.table import Table
 
 from machop.io_atomic import write_text_atomic
-from machop.search.report import plots
+from machop.search.report import param_stats as stats
 from machop.search.report import study_info as info
 
 MAX_ROWS = 50
@@ -21,15 +21,15 @@ MAX_ROWS = 50
 def sweep_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """One row per choice of the only varying parameter: the choice, trial count, mean metrics."""
     trials = info.complete_trials(study)
-    param = plots.sweep_param(study, trials)
+    param = stats.sweep_param(study, trials)
     if param is None:
         return []
-    choices = plots.param_choices(study, trials, param)
+    choices = stats.param_choices(study, trials, param)
     if len(choices) > MAX_ROWS:
         return []
-    metrics = plots.sweep_metrics(trials)
-    columns = {name: plots.sweep_values(trials, name, param, choices) for name in metrics}
-    counts = [sum(plots._hashable(info.trial_config(t).get(param)) == choice for t in trials)
+    metrics = stats.sweep_metrics(trials)
+    columns = {name: stats.sweep_values(trials, name, param, choices) for name in metrics}
+    counts = [sum(stats.hashable(info.trial_config(t).get(param)) == choice for t in trials)
               for choice in choices]
     return [{param: choice, "trials": count,
              **{name: (None if math.isnan(values[i]) else float(values[i])) for name, values in columns.items()}}

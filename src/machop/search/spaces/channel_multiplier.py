@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from machop.errors import PassError
+from machop.errors import PassError, did_you_mean
 from machop.graph.graph import Graph
 from machop.passes.redefine import redefine_transform_pass
 from machop.passes.redefine_config import NORM_KINDS, output_layers, parse_redefine_config
@@ -52,7 +52,6 @@ from machop.search.spaces.common import (
     read_space_name,
     require_table,
     search_error,
-    suggestion,
 )
 
 KINDS_BY_NAME = {
@@ -88,7 +87,7 @@ def seed_role(seed: Seed, where: str) -> str:
     for name in names:
         if name is not None and name not in OUTPUT_NAMES + FOLLOW_NAMES:
             valid = OUTPUT_NAMES + FOLLOW_NAMES
-            raise search_error(f"{where}.name choice {name!r} is invalid{suggestion(name, valid)} "
+            raise search_error(f"{where}.name choice {name!r} is invalid{did_you_mean(name, valid)} "
                                f"(valid: {', '.join(valid)}, or \"NA\")")
     roles = {"skip" if n is None else "search" if n in OUTPUT_NAMES else "follow" for n in names}
     if len(roles) > 1:
@@ -116,6 +115,7 @@ class ChannelMultiplier(SearchSpace):
 
     registered_names: ClassVar[tuple[str, ...]] = NAMES
     kind: ClassVar[str] = "redefine"
+    composite_order: ClassVar[int | None] = 0  # redefine before quantize: quantized layers cannot be resized
 
     def __init__(self, config: dict[str, Any], base: Graph, *, where: str = ROOT) -> None:
         table = require_table(config, where)
@@ -196,7 +196,7 @@ class ChannelMultiplier(SearchSpace):
         if key not in names:
             layers = [n for n in names if base.meta[n].kind in self.kinds]
             raise search_error(f"{self.where}.seed.{key} is not a node of the model"
-                               f"{suggestion(key, names)} ({' and '.join(self.kinds)} nodes: "
+                               f"{did_you_mean(key, names)} ({' and '.join(self.kinds)} nodes: "
                                f"{', '.join(layers)})")
         return base.meta[key].kind
 
@@ -205,7 +205,7 @@ class ChannelMultiplier(SearchSpace):
         for key in seeds:
             if key != DEFAULT and key not in present:
                 raise search_error(f"{self.where}.seed.{key} is not a layer type of the model this "
-                                   f"space resizes{suggestion(key, present)} (valid: "
+                                   f"space resizes{did_you_mean(key, present)} (valid: "
                                    f"{', '.join(present + [DEFAULT])})")
 
     def _collect_choices(self) -> dict[str, list[Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from machop.errors import SearchError, closest
+from machop.errors import SearchError, did_you_mean
 
 ROOT = "search.search_space"
 NA = "NA"
@@ -27,12 +27,6 @@ def search_error(message: str) -> SearchError:
     return SearchError(one_line(message))
 
 
-def suggestion(name: Any, valid: Iterable[str]) -> str:
-    """'; did you mean X?' for the closest valid name, or ''."""
-    hint = closest(str(name), list(valid))
-    return f"; did you mean {hint!r}?" if hint else ""
-
-
 def require_table(value: Any, where: str) -> dict[str, Any]:
     """`value` must be a table (dict)."""
     if not isinstance(value, dict):
@@ -45,7 +39,7 @@ def check_keys(table: dict[str, Any], valid: Iterable[str], where: str) -> None:
     valid = list(valid)
     for key in table:
         if key not in valid:
-            raise search_error(f"{where} has unknown key {key!r}{suggestion(key, valid)} "
+            raise search_error(f"{where} has unknown key {key!r}{did_you_mean(key, valid)} "
                                f"(valid: {', '.join(valid)})")
 
 
@@ -61,7 +55,7 @@ def read_option(table: dict[str, Any], key: str, valid: tuple[str, ...], where: 
     """A string switch with a fixed set of values; the first is the default."""
     value = table.get(key, valid[0])
     if value not in valid:
-        raise search_error(f"{where}.{key} = {value!r} is invalid{suggestion(value, valid)} "
+        raise search_error(f"{where}.{key} = {value!r} is invalid{did_you_mean(value, valid)} "
                            f"(valid: {', '.join(valid)})")
     return value
 
@@ -165,7 +159,7 @@ def check_sample(sample: dict[str, Any], choices: dict[str, list[Any]], space: s
     for param in sample:
         if param not in choices:
             raise search_error(f"sample for space {space!r} has unknown parameter "
-                               f"{param!r}{suggestion(param, choices)}")
+                               f"{param!r}{did_you_mean(param, choices)}")
 
 
 def read_space_name(table: dict[str, Any], names: tuple[str, ...], where: str) -> str:

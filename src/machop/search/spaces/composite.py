@@ -31,13 +31,15 @@ graph; redefine keeps node names and op kinds, so a later quantize space's seeds
 
 from __future__ import annotations
 
-import math
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
+from machop.config.schema import accepts_setting, setting_choices, setting_values
+from machop.errors import did_you_mean
 from machop.graph.graph import Graph
 from machop.search.space import Candidate, SearchSpace
-from machop.search.spaces.channel_multiplier import ChannelMultiplier
 from machop.search.spaces.common import (
     ROOT,
     check_keys,
@@ -45,34 +47,17 @@ from machop.search.spaces.common import (
     choice_list,
     require_table,
     search_error,
-    suggestion,
 )
-from machop.search.spaces.mixed_precision_ptq import MixedPrecisionPTQ
-from machop.train.optim import OPTIMIZERS
 
 NAMES = ("composite",)
 SPACE_KEYS = ("name", "spaces", "hyperparameters")
-SUB_SPACES: dict[str, type[SearchSpace]] = {
-    name: cls for cls in (ChannelMultiplier, MixedPrecisionPTQ) for name in cls.registered_names}
-ORDER = ("redefine", "quantize")
 TRAIN = "train"
 
 
-def _number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _positive_integer(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value > 0
-
-
-HYPERPARAMETERS: dict[str, tuple[Any, str]] = {
-    "learning_rate": (lambda v: _number(v) and v > 0, "a positive number"),
-    "batch_size": (_positive_integer, "a positive integer"),
-    "max_epochs": (_positive_integer, "a positive integer"),
-    "weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "optimizer": (lambda v: v in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
-}
+# Training settings a composite space may search; RunConfig's fields say what each accepts.
+HYPERPARAMETERS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    key: (partial(accepts_setting, key), setting_values(key))
+    for key in ("learning_rate", "batch_size", "max_epochs", "weight_decay", "optimizer")}
 
 
 def read_hyperparameters(value: Any, where: str) -> dict[str, list[Any]]:
@@ -82,38 +67,48 @@ def read_hyperparameters(value: Any, where: str) -> dict[str, list[Any]]:
     parsed = {}
     for key, raw in table.items():
         choices = choice_list(raw, f"{where}.{key}")
-        valid, what = HYPERPARAMETERS[key]
         for choice in choices:
-            if not valid(choice):
-                raise search_error(f"{where}.{key} choice {choice!r} must be {what}"
-                                   f"{suggestion(choice, OPTIMIZERS) if key == 'optimizer' else ''}")
+            if not accepts_setting(key, choice):
+                raise search_error(f"{where}.{key} choice {choice!r} must be {setting_values(key)}"
+                                   f"{did_you_mean(choice, setting_choices(key))}")
         parsed[key] = choices
     return parsed
 
 
+def sub_spaces() -> dict[str, type[SearchSpace]]:
+    """The registered spaces a composite may contain, by name, in the order they apply."""
+    from machop.search.spaces.registry import SPACES  # the registry imports this module
+
+    usable = [(name, cls) for name, cls in SPACES.items() if cls.composite_order is not None]
+    return dict(sorted(usable, key=lambda item: item[1].composite_order))
+
+
 def sub_space(table: Any, base: Graph, where: str) -> SearchSpace:
-    """One entry of `spaces`: a redefine or quantize space table."""
+    """One entry of `spaces`: a table of a space that can be a sub-space (redefine, quantize)."""
     table = require_table(table, where)
+    valid = sub_spaces()
     name = table.get("name")
     if name is None:
-        raise search_error(f"{where}.name is missing (valid: {', '.join(SUB_SPACES)})")
+        raise search_error(f"{where}.name is missing (valid: {', '.join(valid)})")
     if name in NAMES:
         raise search_error(f"{where}.name = {name!r}: a composite space cannot contain another; "
                            "list its sub-spaces directly")
-    if name not in SUB_SPACES:
+    if name not in valid:
         raise search_error(f"{where}.name = {name!r} is not a search space"
-                           f"{suggestion(name, SUB_SPACES)} (valid: {', '.join(SUB_SPACES)})")
-    return SUB_SPACES[name](table, base, where=where)
+                           f"{did_you_mean(name, valid)} (valid: {', '.join(valid)})")
+    return valid[name](table, base, where=where)
 
 
 def check_order(parts: list[SearchSpace], where: str) -> None:
-    """Redefine sub-spaces must precede quantize ones."""
+    """Sub-spaces must be listed in their composite order: redefine ones before quantize ones."""
     for i, part in enumerate(parts):
-        later = [j for j in range(i) if ORDER.index(parts[j].kind) > ORDER.index(part.kind)]
+        later = [j for j in range(i) if parts[j].composite_order > part.composite_order]
         if later:
-            raise search_error(f"{where}.spaces[{i}] ({part.name}) comes after the quantize space "
-                               f"spaces[{later[0]}]: quantized layers cannot be redefined, so list "
-                               "redefine spaces before quantize spaces")
+            # A kind is a verb ("redefine", "quantize"): "quantized layers cannot be redefined".
+            first = parts[later[0]].kind
+            raise search_error(f"{where}.spaces[{i}] ({part.name}) comes after the {first} space "
+                               f"spaces[{later[0]}]: {first}d layers cannot be {part.kind}d, so list "
+                               f"{part.kind} spaces before {first} spaces")
 
 
 def prefixes(parts: list[SearchSpace]) -> list[str]:

@@ -136,6 +136,7 @@ class MixedPrecisionPTQ(SearchSpace):
 
     registered_names: ClassVar[tuple[str, ...]] = NAMES
     kind: ClassVar[str] = "quantize"
+    composite_order: ClassVar[int | None] = 1
 
     def __init__(self, config: dict[str, Any], base: Graph, *, where: str = ROOT) -> None:
         table = require_table(config, where)

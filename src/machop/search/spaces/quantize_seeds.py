@@ -10,14 +10,15 @@ from typing import Any
 
 from torch import fx
 
-from machop.errors import PassError
+from machop.errors import PassError, did_you_mean
 from machop.graph.graph import Graph
+from machop.graph.kinds import WEIGHTED_KINDS
 from machop.passes.quantize import QUANTIZABLE
+from machop.passes.selection import matching_key
 from machop.quant.arithmetic import OPERANDS, parse_node_config
-from machop.search.spaces.common import TIE, search_error, suggestion, tied_fields
+from machop.search.spaces.common import TIE, search_error, tied_fields
 
 DEFAULT = "default"
-WEIGHTED = ("linear", "conv1d", "conv2d")
 # Combinations of one operand's fields checked per seed; real seeds have a few dozen.
 MAX_CHECKED = 4096
 
@@ -36,7 +37,7 @@ class QuantNode:
 def node_operands(node: fx.Node, graph: Graph) -> frozenset[str]:
     """Operands whose keys can change this node (no weight on a ReLU, no bias on bias=False)."""
     meta = graph.meta[node.name]
-    if meta.kind not in WEIGHTED:
+    if meta.kind not in WEIGHTED_KINDS:
         return frozenset({"data_in", "data_out"})
     if node.op == "call_module" and "bias" not in meta.param_shapes:
         return frozenset({"data_in", "weight", "data_out"})
@@ -75,20 +76,15 @@ def check_seed_key(key: str, by: str, nodes: list[QuantNode], graph: Graph, wher
                            f"cannot be quantized (quantizable op types: {', '.join(QUANTIZABLE)})")
     what = "matches no quantizable node and is" if by == "regex_name" else "is"
     raise search_error(f"{where}.seed.{key} {what} not a quantizable node or op type of the "
-                       f"model{suggestion(key, names + kinds)} (op types: {', '.join(kinds)}; "
+                       f"model{did_you_mean(key, names + kinds)} (op types: {', '.join(kinds)}; "
                        f"nodes: {', '.join(names)})")
 
 
 def seed_key_for(node: QuantNode, by: str, seeds: dict[str, Seed]) -> str | None:
     """The seed a node takes: its own (by type, name or first matching regex), else default."""
-    if by == "type" and node.kind in seeds:
-        return node.kind
-    if by == "name" and node.name in seeds:
-        return node.name
-    if by == "regex_name":
-        match = next((k for k in seeds if k != DEFAULT and re.fullmatch(k, node.name)), None)
-        if match is not None:
-            return match
+    own = matching_key(by, [key for key in seeds if key != DEFAULT], node.name, node.kind)
+    if own is not None:
+        return own
     return DEFAULT if DEFAULT in seeds else None
 
 

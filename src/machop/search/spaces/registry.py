@@ -1,4 +1,8 @@
-"""Search-space registry: `[search.search_space] name` -> the class that builds it."""
+"""Search-space registry: `[search.search_space] name` -> the class that builds it.
+
+Each class lists the names it answers to (`registered_names`); the composite space takes its
+possible sub-spaces, and their order, from this registry.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,15 @@ from machop.search.spaces.common import ROOT, require_table, search_error
 from machop.search.spaces.composite import Composite
 from machop.search.spaces.mixed_precision_ptq import MixedPrecisionPTQ
 
+# A new space: its class (which declares its names, kind and composite order) and one line here.
+SPACE_CLASSES: tuple[type[SearchSpace], ...] = (
+    MixedPrecisionPTQ,
+    ChannelMultiplier,
+    Composite,
+)
+
 SPACES: dict[str, type[SearchSpace]] = {
-    name: cls for cls in (MixedPrecisionPTQ, ChannelMultiplier, Composite)
-    for name in cls.registered_names}
+    name: cls for cls in SPACE_CLASSES for name in cls.registered_names}
 
 
 def build_space(config: dict[str, Any], base: Graph) -> SearchSpace:
