@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +42,41 @@ def cli(capsys, monkeypatch):
         return CliResult(code, captured.out, captured.err)
     return invoke
 
+
+
+@dataclass
+class TrainedProject:
+    """A project trained through the CLI: its folder and what `machop train` printed."""
+
+    root: Path
+    stdout: str
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.root / "checkpoints" / "best.ckpt"
+
+
+# The CLI options of the shared digits project (tests compare the saved config with them).
+DIGITS_TRAIN = ("--max-epochs", "2", "--batch-size", "64", "--learning-rate", "1e-2")
+
+
+@pytest.fixture(scope="session")
+def digits_project(tmp_path_factory) -> TrainedProject:
+    """jsc-three-linear-layers trained 2 epochs on digits, once per session; tests only read it."""
+    from machop.cli.app import run
+
+    out = tmp_path_factory.mktemp("digits")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "200"
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = run(["train", "jsc-three-linear-layers", "digits", *DIGITS_TRAIN, "--project-dir", str(out),
+                        "--project", "p"])
+    finally:
+        if columns is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = columns
+    assert code == 0, stderr.getvalue()
+    return TrainedProject(out / "p", stdout.getvalue())

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
+import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,16 +121,14 @@ def hidden_sizes(model: Any) -> tuple[int, ...]:
     return tuple(widths[:-1])
 
 
-def train_machop(config: RunConfig, seed: int, checkpoint: Path) -> dict[str, Any]:
-    """Train and test the configured model as `machop train --seed SEED` does, keeping only the
-    chosen epoch's weights (in `checkpoint`) instead of a checkpoint per epoch."""
-    from machop.api import prepare
+def train_machop(prepared: Any, checkpoint: Path) -> dict[str, Any]:
+    """Train and test a prepared model as `machop train` does, keeping only the chosen epoch's
+    weights (in `checkpoint`) instead of a checkpoint per epoch."""
     from machop.models import canonical_name
     from machop.train import TrainSettings, evaluate, fit, save_checkpoint
     from machop.train.device import resolve_device, resolve_precision
 
-    config = config.model_copy(update={"seed": seed})
-    prepared = prepare(config)
+    config = prepared.config
     settings = TrainSettings.from_config(config)
     result = fit(prepared.model, prepared.dataset, settings)
     device = resolve_device(settings.accelerator)
@@ -157,6 +159,61 @@ def train_sklearn(dataset: Any, sizes: tuple[int, ...], seed: int) -> dict[str, 
     return classification_metrics(logits, dataset.test.y, dataset.info.num_classes)
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one intra-op thread, then restore the caller's count.
+
+    A small MLP on batches of 32 is too small for intra-op threads to pay: two threads made
+    these runs several times slower on 2 busy cores, and the numbers changed with the thread
+    count. One thread is fast and gives the same numbers on every machine with the same build.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_seed(config: RunConfig, seed: int, checkpoint: Path) -> dict[str, Any]:
+    """Both models for one seed on one thread: machop's test metrics and kept epoch, then
+    MLPClassifier's test metrics, and the seconds it all took."""
+    from machop.api import prepare
+
+    started = time.perf_counter()
+    with one_thread():
+        prepared = prepare(config.model_copy(update={"seed": seed}))
+        sizes = hidden_sizes(prepared.model)
+        ours = train_machop(prepared, checkpoint)
+        theirs = train_sklearn(prepared.dataset, sizes, seed)
+    return {"ours": ours["test"], "best_epoch": ours["best_epoch"], "theirs": theirs,
+            "seconds": time.perf_counter() - started}
+
+
+def seed_runs(config: RunConfig, seeds: list[int], root: Path, jobs: int) -> Iterator[dict[str, Any]]:
+    """run_seed for every seed, in seed order; on `jobs` worker processes when above 1.
+
+    Every run is seeded and single-threaded, so the workers change the wall time only, never
+    the numbers.
+    """
+    checkpoints = [root / "checkpoints" / f"seed-{seed}.ckpt" for seed in seeds]
+    if jobs == 1:
+        for seed, checkpoint in zip(seeds, checkpoints):
+            yield run_seed(config, seed, checkpoint)
+        return
+    # spawn: a forked child of a process that has run torch can deadlock in its thread pools.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(run_seed, [config] * len(seeds), seeds, checkpoints)
+
+
+def default_jobs(seeds: int) -> int:
+    """One worker per available core, at most one per seed."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(seeds, cores or 1))
+
+
 def demo_config(path: Path) -> RunConfig:
     """The demo's run config, always trained from scratch; a missing file is a one-line error."""
     if not path.is_file():
@@ -164,11 +221,13 @@ def demo_config(path: Path) -> RunConfig:
     return load_config(path, load_name=None)
 
 
-def check_seeds(seeds: int) -> None:
-    """A verdict needs a spread on each side: two seeds at least."""
+def check_counts(seeds: int, jobs: int | None) -> None:
+    """A verdict needs a spread on each side (two seeds at least); jobs, one worker at least."""
     if seeds < 2:
         raise ConfigError(f"--seeds must be 2 or more (a verdict needs a spread over seeds), "
                           f"got {seeds}")
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be 1 or more (worker processes), got {jobs}")
 
 
 def seed_table(seeds: list[int], runs: dict[str, list[dict[str, float]]]) -> Any:
@@ -202,16 +261,18 @@ def summary_table(title: str, spreads: dict[str, dict[str, Spread]],
     return table
 
 
-def run_demo(config_path: Path, seeds: int, project_dir: Path | None = None) -> dict[str, Any]:
+def run_demo(config_path: Path, seeds: int, project_dir: Path | None = None,
+             jobs: int | None = None) -> dict[str, Any]:
     """Train both models over `seeds` seeds, print tables and the verdict; the results as data.
 
     Writes <project_dir>/<project>/comparison.json and the weights of each seed's machop model
-    to checkpoints/seed-<seed>.ckpt beside it (project_dir: the config's unless given).
+    to checkpoints/seed-<seed>.ckpt beside it (project_dir: the config's unless given). Seeds
+    run on `jobs` processes (default: one per core, at most one per seed).
     """
     from machop.api import prepare
     from machop.io_atomic import write_json_atomic
 
-    check_seeds(seeds)
+    check_counts(seeds, jobs)
     config = demo_config(config_path)
     prepared = prepare(config)
     sizes = hidden_sizes(prepared.model)
@@ -220,18 +281,19 @@ def run_demo(config_path: Path, seeds: int, project_dir: Path | None = None) -> 
                           "an MLP with MLPClassifier (use e.g. model = \"jsc-s\")")
     root = Path(project_dir or config.project_dir) / config.project_name()
     seed_list = [config.seed + i for i in range(seeds)]
+    jobs = jobs or default_jobs(seeds)
     ours_name, theirs_name = f"{OURS} {config.model}", f"{THEIRS} MLPClassifier{sizes}"
     runs: dict[str, list[dict[str, float]]] = {ours_name: [], theirs_name: []}
     epochs = []
-    for seed in seed_list:
-        started = time.perf_counter()
-        ours = train_machop(config, seed, root / "checkpoints" / f"seed-{seed}.ckpt")
-        runs[ours_name].append(ours["test"])
-        epochs.append(ours["best_epoch"])
-        runs[theirs_name].append(train_sklearn(prepared.dataset, sizes, seed))
-        out.print(f"seed {seed}: {ours_name} {runs[ours_name][-1]['accuracy']:.4f}, "
-                  f"{theirs_name} {runs[theirs_name][-1]['accuracy']:.4f} accuracy "
-                  f"({time.perf_counter() - started:.1f} s)")
+    out.print(f"Training {config.model} and MLPClassifier{sizes} on {seeds} seeds "
+              f"({jobs} process{'es' if jobs > 1 else ''})")
+    for seed, run in zip(seed_list, seed_runs(config, seed_list, root, jobs)):
+        runs[ours_name].append(run["ours"])
+        runs[theirs_name].append(run["theirs"])
+        epochs.append(run["best_epoch"])
+        out.print(f"seed {seed}: {ours_name} {run['ours']['accuracy']:.4f} (epoch "
+                  f"{run['best_epoch']}), {theirs_name} {run['theirs']['accuracy']:.4f} accuracy "
+                  f"({run['seconds']:.1f} s)")
     spreads = {name: {m: spread([r[m] for r in rows]) for m in METRICS} for name, rows in runs.items()}
     verdicts = {m: verdict(spreads[ours_name][m], spreads[theirs_name][m]) for m in METRICS}
     out.print(seed_table(seed_list, runs))
@@ -257,23 +319,21 @@ def run_demo(config_path: Path, seeds: int, project_dir: Path | None = None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: python -m machop.demo [--config FILE] [--seeds N] [--project-dir DIR]."""
+    """Command line: python -m machop.demo [--config FILE] [--seeds N] [--project-dir DIR]
+    [--jobs N]."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                         help=f"run config of machop's model (default: {DEFAULT_CONFIG})")
     parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
                         help=f"seeds per model, config seed onwards (default: {DEFAULT_SEEDS})")
     parser.add_argument("--project-dir", type=Path, default=None,
-                        help="where the per-seed projects go (default: the config's project_dir)")
+                        help="where <project>/comparison.json and checkpoints/ go "
+                             "(default: the config's project_dir)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="worker processes (default: one per core, at most one per seed)")
     args = parser.parse_args(argv)
-    import torch
-
-    # A small MLP on batches of 32 is too small for intra-op threads to pay: two threads made
-    # these runs several times slower on 2 busy cores and changed the numbers with the thread
-    # count. One thread is fast and gives the same numbers on every machine with the same build.
-    torch.set_num_threads(1)
     try:
-        run_demo(args.config, args.seeds, args.project_dir)
+        run_demo(args.config, args.seeds, args.project_dir, args.jobs)
     except MachopError as exc:
         print_error(str(exc))
         return 2

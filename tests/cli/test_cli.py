@@ -12,15 +12,11 @@ import torch
 from machop.config import load_config
 from machop.train import read_checkpoint
 
-FAST = ("--max-epochs", "2", "--batch-size", "64", "--learning-rate", "1e-2")
-
 
 @pytest.fixture
-def trained_project(cli, tmp_path):
-    result = cli("train", "jsc-three-linear-layers", "digits", *FAST, "--project-dir", tmp_path,
-                 "--project", "p")
-    assert result.code == 0, result.stderr
-    return tmp_path / "p", result
+def trained_project(digits_project):
+    """The session's digits project (2 epochs, batch 64): its folder and what training printed."""
+    return digits_project.root, digits_project
 
 
 def test_train_writes_checkpoints_metrics_and_config(trained_project):
@@ -44,7 +40,7 @@ def test_test_reproduces_the_training_test_metrics(cli, trained_project, tmp_pat
     result = cli("test", "jsc-three-linear-layers", "digits", "--load",
                  project / "checkpoints" / "best.ckpt", "--project-dir", tmp_path, "--project", "p")
     assert result.code == 0, result.stderr
-    tested = json.loads((project / "test_metrics.json").read_text())["test"]
+    tested = json.loads((tmp_path / "p" / "test_metrics.json").read_text())["test"]
     trained = json.loads((project / "metrics.json").read_text())["test"]
     assert tested == pytest.approx(trained)
 
@@ -53,7 +49,10 @@ def test_test_takes_model_and_dataset_from_a_machop_checkpoint(cli, trained_proj
     project, _ = trained_project
     result = cli("test", "--load", project / "checkpoints" / "best.ckpt", "--project-dir", tmp_path)
     assert result.code == 0, result.stderr
-    assert (tmp_path / "jsc-three-linear-layers_classification_digits" / "test_metrics.json").is_file()
+    tested = json.loads((tmp_path / "jsc-three-linear-layers_classification_digits" / "test_metrics.json")
+                        .read_text())
+    assert tested["num_samples"] == 360  # the digits test split: the dataset came from the checkpoint
+    assert tested["test"] == pytest.approx(json.loads((project / "metrics.json").read_text())["test"])
 
 
 def test_mase_style_config_runs_unchanged(cli, tmp_path):
@@ -109,7 +108,10 @@ def test_positional_arguments_override_the_config(cli, tmp_path):
     config.write_text('model = "jsc-s"\ndataset = "jsc"\nmax_epochs = 1\n')
     result = cli("train", "toy", "toy-tiny", "--config", config, "--project-dir", tmp_path)
     assert result.code == 0, result.stderr
-    assert (tmp_path / "toy_classification_toy-tiny" / "metrics.json").is_file()
+    saved = load_config(tmp_path / "toy_classification_toy-tiny" / "config.toml")
+    assert (saved.model, saved.dataset, saved.max_epochs) == ("toy", "toy-tiny", 1)
+    metrics = json.loads((tmp_path / "toy_classification_toy-tiny" / "metrics.json").read_text())
+    assert len(metrics["history"]) == 1  # max_epochs still comes from the file
 
 
 @pytest.mark.parametrize("topic, expected", [

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
+from torch.utils import benchmark
+from torch.utils.benchmark.utils.common import TaskSpec
 
 from machop.data import DatasetInfo
 from machop.errors import ConfigError
+from machop.metrics import speed
 from machop.metrics.speed import SpeedResult, measure_speed, tile_batch
 from machop.models import build_model
 
@@ -33,12 +38,26 @@ def test_fields_are_positive_and_consistent():
     result = measure_speed(model, torch.randn(8, 16), 64, **FAST)
     assert isinstance(result, SpeedResult)
     assert result.latency_ms > 0 and result.inference_time_ms > 0 and result.throughput > 0
-    assert result.latency_iqr_ms >= 0 and result.inference_time_iqr_ms >= 0
+    assert math.isfinite(result.latency_iqr_ms) and math.isfinite(result.inference_time_iqr_ms)
     assert result.batch_size == 64 and result.device == "cpu" and result.repeats >= 1
     assert result.threads == torch.get_num_threads()
     expected = result.batch_size / (result.inference_time_ms / 1000)
     assert result.throughput == pytest.approx(expected, rel=1e-6)
     assert result.as_dict()["batch_size"] == 64
+
+
+def test_medians_and_iqrs_come_from_the_batch_1_and_full_batch_timings(monkeypatch):
+    # Timings given in seconds per run: batch 1 first, then the full batch.
+    runs = iter([[0.001, 0.002, 0.003, 0.004, 0.010], [0.020, 0.040, 0.060, 0.080]])
+
+    def timed(model, x, min_run_time, threads):
+        return benchmark.Measurement(1, next(runs), TaskSpec("model(x)", "pass"))
+    monkeypatch.setattr(speed, "_time_forward", timed)
+    result = measure_speed(build_model("jsc-tiny", JSC), torch.randn(8, 16), 64, **FAST)
+    assert result.latency_ms == pytest.approx(3.0) and result.latency_iqr_ms == pytest.approx(2.0)
+    assert result.inference_time_ms == pytest.approx(50.0)
+    assert result.inference_time_iqr_ms == pytest.approx(30.0)  # 75th 65 ms - 25th 35 ms
+    assert result.throughput == pytest.approx(64 / 0.050) and result.repeats == 4
 
 
 def test_runs_in_eval_mode_without_grad_and_restores_every_flag():
