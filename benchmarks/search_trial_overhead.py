@@ -315,11 +315,11 @@ def _median_s(function, repeats: int) -> float:
 
 def breakdown(setup, sample: dict[str, Any], repeats: int) -> list[tuple[str, str, float]]:
     """Median seconds of each part of one trial's evaluation, each timed alone."""
-    from machop.metrics.classification import classification_metrics, per_class_report
     from machop.metrics.registry import MetricContext, compute_metrics
     from machop.passes.complexity import complexity_analysis_pass, flop_counter_flops
+    from machop.runtime.classification import classification_metrics, per_class_report
+    from machop.runtime.predict import predict
     from machop.search.runners import run_all
-    from machop.train.evaluate import predict
 
     evaluator = setup.evaluator
     dataset, info = evaluator.run.dataset, evaluator.run.dataset.info

@@ -21,8 +21,8 @@ from machop.graph.graph import applied_passes
 from machop.io_atomic import write_json_atomic, write_text_atomic
 from machop.models.registry import build_model, canonical_name
 from machop.project import Project
+from machop.runtime.device import resolve_device, resolve_precision
 from machop.train.checkpoint import Checkpoint, apply_checkpoint, read_checkpoint, save_checkpoint
-from machop.train.device import resolve_device, resolve_precision
 from machop.train.evaluate import evaluate
 from machop.train.fit import EpochEnd, FitResult, check_trainable, fit
 from machop.train.settings import TrainSettings

@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing
-import os
 import sys
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from machop.cli.console import out, print_error
 from machop.config import RunConfig, load_config
+from machop.console import out, print_error
 from machop.errors import ConfigError, MachopError
 
 DEFAULT_CONFIG = Path("configs/demo_digits.toml")
@@ -125,8 +122,8 @@ def train_machop(prepared: Any, checkpoint: Path) -> dict[str, Any]:
     """Train and test a prepared model as `machop train` does, keeping only the chosen epoch's
     weights (in `checkpoint`) instead of a checkpoint per epoch."""
     from machop.models import canonical_name
+    from machop.runtime.device import resolve_device, resolve_precision
     from machop.train import TrainSettings, evaluate, fit, save_checkpoint
-    from machop.train.device import resolve_device, resolve_precision
 
     config = prepared.config
     settings = TrainSettings.from_config(config)
@@ -148,7 +145,7 @@ def train_sklearn(dataset: Any, sizes: tuple[int, ...], seed: int) -> dict[str, 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    from machop.metrics.classification import classification_metrics
+    from machop.runtime.classification import classification_metrics
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -192,28 +189,6 @@ def run_seed(config: RunConfig, seed: int, checkpoint: Path) -> dict[str, Any]:
             "seconds": time.perf_counter() - started}
 
 
-def seed_runs(config: RunConfig, seeds: list[int], root: Path, jobs: int) -> Iterator[dict[str, Any]]:
-    """run_seed for every seed, in seed order; on `jobs` worker processes when above 1.
-
-    Every run is seeded and single-threaded, so the workers change the wall time only, never
-    the numbers.
-    """
-    checkpoints = [root / "checkpoints" / f"seed-{seed}.ckpt" for seed in seeds]
-    if jobs == 1:
-        for seed, checkpoint in zip(seeds, checkpoints):
-            yield run_seed(config, seed, checkpoint)
-        return
-    # spawn: a forked child of a process that has run torch can deadlock in its thread pools.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        yield from pool.map(run_seed, [config] * len(seeds), seeds, checkpoints)
-
-
-def default_jobs(seeds: int) -> int:
-    """One worker per available core, at most one per seed."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(seeds, cores or 1))
-
-
 def demo_config(path: Path) -> RunConfig:
     """The demo's run config, always trained from scratch; a missing file is a one-line error."""
     if not path.is_file():
@@ -221,13 +196,11 @@ def demo_config(path: Path) -> RunConfig:
     return load_config(path, load_name=None)
 
 
-def check_counts(seeds: int, jobs: int | None) -> None:
-    """A verdict needs a spread on each side (two seeds at least); jobs, one worker at least."""
+def check_seeds(seeds: int) -> None:
+    """A verdict needs a spread on each side: two seeds at least."""
     if seeds < 2:
         raise ConfigError(f"--seeds must be 2 or more (a verdict needs a spread over seeds), "
                           f"got {seeds}")
-    if jobs is not None and jobs < 1:
-        raise ConfigError(f"--jobs must be 1 or more (worker processes), got {jobs}")
 
 
 def seed_table(seeds: list[int], runs: dict[str, list[dict[str, float]]]) -> Any:
@@ -261,18 +234,16 @@ def summary_table(title: str, spreads: dict[str, dict[str, Spread]],
     return table
 
 
-def run_demo(config_path: Path, seeds: int, project_dir: Path | None = None,
-             jobs: int | None = None) -> dict[str, Any]:
+def run_demo(config_path: Path, seeds: int, project_dir: Path | None = None) -> dict[str, Any]:
     """Train both models over `seeds` seeds, print tables and the verdict; the results as data.
 
     Writes <project_dir>/<project>/comparison.json and the weights of each seed's machop model
-    to checkpoints/seed-<seed>.ckpt beside it (project_dir: the config's unless given). Seeds
-    run on `jobs` processes (default: one per core, at most one per seed).
+    to checkpoints/seed-<seed>.ckpt beside it (project_dir: the config's unless given).
     """
     from machop.api import prepare
     from machop.io_atomic import write_json_atomic
 
-    check_counts(seeds, jobs)
+    check_seeds(seeds)
     config = demo_config(config_path)
     prepared = prepare(config)
     sizes = hidden_sizes(prepared.model)
@@ -281,13 +252,11 @@ def run_demo(config_path: Path, seeds: int, project_dir: Path | None = None,
                           "an MLP with MLPClassifier (use e.g. model = \"jsc-s\")")
     root = Path(project_dir or config.project_dir) / config.project_name()
     seed_list = [config.seed + i for i in range(seeds)]
-    jobs = jobs or default_jobs(seeds)
     ours_name, theirs_name = f"{OURS} {config.model}", f"{THEIRS} MLPClassifier{sizes}"
     runs: dict[str, list[dict[str, float]]] = {ours_name: [], theirs_name: []}
     epochs = []
-    out.print(f"Training {config.model} and MLPClassifier{sizes} on {seeds} seeds "
-              f"({jobs} process{'es' if jobs > 1 else ''})")
-    for seed, run in zip(seed_list, seed_runs(config, seed_list, root, jobs)):
+    for seed in seed_list:
+        run = run_seed(config, seed, root / "checkpoints" / f"seed-{seed}.ckpt")
         runs[ours_name].append(run["ours"])
         runs[theirs_name].append(run["theirs"])
         epochs.append(run["best_epoch"])
@@ -319,8 +288,7 @@ def run_demo(config_path: Path, seeds: int, project_dir: Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: python -m machop.demo [--config FILE] [--seeds N] [--project-dir DIR]
-    [--jobs N]."""
+    """Command line: python -m machop.demo [--config FILE] [--seeds N] [--project-dir DIR]."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                         help=f"run config of machop's model (default: {DEFAULT_CONFIG})")
@@ -329,11 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project-dir", type=Path, default=None,
                         help="where <project>/comparison.json and checkpoints/ go "
                              "(default: the config's project_dir)")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="worker processes (default: one per core, at most one per seed)")
     args = parser.parse_args(argv)
     try:
-        run_demo(args.config, args.seeds, args.project_dir, args.jobs)
+        run_demo(args.config, args.seeds, args.project_dir)
     except MachopError as exc:
         print_error(str(exc))
         return 2

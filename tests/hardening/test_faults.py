@@ -6,12 +6,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
 
 from machop.search import records, runners
+from tests.helpers.search import load
 
 QUANT_SEED = """
 [search.search_space.seed.default.config]
@@ -40,13 +40,6 @@ accuracy.scale = 1.0
 accuracy.direction = "maximize"
 """)
     return path
-
-
-def load(project: Path) -> optuna.Study:
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(project / "search" / "study.journal")))
-    name = optuna.get_all_study_summaries(storage)[0].study_name
-    return optuna.load_study(study_name=name, storage=storage)
 
 
 def csv_rows(project: Path) -> list[dict[str, str]]:

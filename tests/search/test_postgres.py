@@ -171,10 +171,13 @@ def test_three_workers_one_killed_one_hung(postgres, tmp_path):
     url, name = postgres.create_database("three_workers"), "width-jsc"
     config = write_config(tmp_path)
     creator = _start(_command(config, url, tmp_path / "a", name), tmp_path / "a.log")
-    _wait_for(lambda: _load(url, name), "the creator to create the study")
-    killed = _start(_command(config, url, tmp_path / "b", name, "--worker"), tmp_path / "b.log")
-    hung = _start(_command(config, url, tmp_path / "c", name, "--worker"), tmp_path / "c.log")
+    processes = [creator]
     try:
+        _wait_for(lambda: _load(url, name) or creator.poll() is not None, "the creator to create the study")
+        assert creator.poll() is None, "the creator exited before the workers joined"
+        killed = _start(_command(config, url, tmp_path / "b", name, "--worker"), tmp_path / "b.log")
+        hung = _start(_command(config, url, tmp_path / "c", name, "--worker"), tmp_path / "c.log")
+        processes += [killed, hung]
         killed_trial = _stop_mid_trial(url, name, killed)
         killed.send_signal(signal.SIGKILL)
         hung_trial = _stop_mid_trial(url, name, hung)
@@ -182,9 +185,11 @@ def test_three_workers_one_killed_one_hung(postgres, tmp_path):
             status = creator.wait(timeout=240)  # a guard against a hang, not a time limit on the search
         except subprocess.TimeoutExpired:
             status = None
-        assert status == 0, _log_tails(tmp_path)
+        assert status == 0, f"the creator ended with status {status}"
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_log_tails(tmp_path)}") from None
     finally:
-        for process in (creator, killed, hung):
+        for process in processes:
             process.kill()
             process.wait()
 

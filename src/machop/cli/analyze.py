@@ -7,9 +7,9 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from machop.cli.console import out
 from machop.cli.options import ConfigArgs, config_command
 from machop.cli.setup_run import resolve_and_show
+from machop.console import out
 
 
 def _precision_text(precision: dict[str, dict[str, Any]]) -> str:

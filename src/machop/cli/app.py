@@ -68,7 +68,7 @@ app.command("info")(info_command)
 
 
 def _fail(message: str, exc: BaseException | None = None) -> int:
-    from machop.cli.console import print_error
+    from machop.console import print_error
 
     if state.DEBUG and exc is not None:
         traceback.print_exception(exc)

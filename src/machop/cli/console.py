@@ -1,9 +1,8 @@
-"""Terminal output: the effective-config table, metric tables and one-line errors."""
+"""Tables of the command line: the effective-config table and metric tables."""
 
 from __future__ import annotations
 
 import io
-import sys
 from typing import Any
 
 from rich.console import Console
@@ -11,12 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from machop.progress import new_console, stdout_console
-
-# $COLUMNS or 120 columns wide when stdout/stderr is a file or a pipe (machop.progress); `out`
-# is also the console of the progress bars.
-out = stdout_console()
-err = new_console(stderr=True)
+from machop.console import out
 
 SECTIONS = ("passes", "search", "transform", "model_args")
 # Wide enough that no cell of the written table ever folds.
@@ -95,10 +89,3 @@ def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def print_error(message: str) -> None:
-    """One line on stderr."""
-    line = " ".join(str(message).split())
-    err.print(f"[bold red]error:[/bold red] {escape(line)}", soft_wrap=True)
-    sys.stderr.flush()

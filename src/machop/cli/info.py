@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from machop.cli.console import out
+from machop.console import out
 from machop.errors import ConfigError
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from machop.cli.console import out
+from machop.console import out
 from machop.errors import SearchError
 
 

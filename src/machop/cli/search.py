@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from machop.cli.console import out
 from machop.cli.options import ConfigArgs, config_command
 from machop.cli.setup_run import resolve_and_show
+from machop.console import out
 from machop.search.samplers import SAMPLERS
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from machop.cli import state
-from machop.cli.console import out, print_config_table
+from machop.cli.console import print_config_table
 from machop.cli.options import ConfigArgs
+from machop.console import configure_logging, out
 
 if TYPE_CHECKING:
     from machop.config.resolve import ResolvedConfig, ValueNote
@@ -39,35 +40,6 @@ def resolve_and_show(args: ConfigArgs, *, from_checkpoint: bool = False) -> Reso
     return resolved
 
 
-class _OncePerRun(logging.Filter):
-    """Drops a machop warning whose text this run has already shown.
-
-    Every stage of a run resolves its device, so a fallback such as "accelerator 'gpu'
-    requested but no CUDA device is available" would otherwise repeat.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.WARNING or not record.name.startswith("machop"):
-            return True
-        text = record.getMessage()
-        if text in self.seen:
-            return False
-        self.seen.add(text)
-        return True
-
-
-def configure_logging(level: str) -> None:
-    """Log machop messages to stderr at `level`, each warning once per run."""
-    logging.basicConfig(format="%(levelname)s: %(message)s", force=True)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_OncePerRun())
-    logging.getLogger("machop").setLevel(level.upper())
-
-
 def with_checkpoint_names(resolved: ResolvedConfig) -> ResolvedConfig:
     """model, dataset and model_args from a machop checkpoint where the config has none, noted."""
     from machop.config.resolve import ValueNote
@@ -92,7 +64,7 @@ def with_checkpoint_names(resolved: ResolvedConfig) -> ResolvedConfig:
 
 
 def _precision_words(precision: Any) -> str:
-    """'fp32', 'fp64', 'fp16 mixed' or 'bf16 mixed' for a train.device.Precision."""
+    """'fp32', 'fp64', 'fp16 mixed' or 'bf16 mixed' for a runtime.device.Precision."""
     import torch
 
     names = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64"}
@@ -110,7 +82,7 @@ def device_notes(config: RunConfig) -> dict[str, ValueNote]:
     import torch
 
     from machop.config.resolve import ValueNote
-    from machop.train.device import resolve_device, resolve_precision
+    from machop.runtime.device import resolve_device, resolve_precision
 
     device = resolve_device(config.accelerator)
     used = _precision_words(resolve_precision(config.trainer_precision, device))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from machop.cli.console import out, print_metrics
+from machop.cli.console import print_metrics
 from machop.cli.options import ConfigArgs, config_command
 from machop.cli.setup_run import resolve_and_show
+from machop.console import out
 
 
 @config_command

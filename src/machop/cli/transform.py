@@ -6,9 +6,10 @@ from typing import Any
 
 from rich.table import Table
 
-from machop.cli.console import out, print_metrics
+from machop.cli.console import print_metrics
 from machop.cli.options import ConfigArgs, config_command
 from machop.cli.setup_run import resolve_and_show
+from machop.console import out
 
 
 def _pass_table(name: str, info: dict[str, Any]) -> Table:

@@ -10,8 +10,8 @@ from machop.metrics.registry import METRICS, Metric, MetricContext, compute_metr
 
 # torchmetrics loads on first use: listing the registry must not import torch.
 _LAZY = {
-    "CLASSIFICATION_METRICS": "machop.metrics.classification",
-    "classification_metrics": "machop.metrics.classification",
+    "CLASSIFICATION_METRICS": "machop.runtime.classification",
+    "classification_metrics": "machop.runtime.classification",
 }
 
 __all__ = ["CLASSIFICATION_METRICS", "METRICS", "Metric", "MetricContext", "classification_metrics",

@@ -132,8 +132,8 @@ def compute_metrics(names: Iterable[str] | None, context: MetricContext) -> dict
 
 def _classification(context: MetricContext) -> dict[str, Any]:
     """Prediction quality on a dataset split (one prediction pass)."""
-    from machop.metrics.classification import classification_metrics, per_class_report
-    from machop.train.evaluate import predict
+    from machop.runtime.classification import classification_metrics, per_class_report
+    from machop.runtime.predict import predict
 
     if context.dataset is None:
         raise ConfigError("classification metrics need a dataset")

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.utils import benchmark
 
 from machop.errors import ConfigError
-from machop.train.device import resolve_device
+from machop.runtime.device import resolve_device
 
 DeviceLike = torch.device | str | None
 _DEVICE_NAMES = ("auto", "cpu", "gpu", "cuda")

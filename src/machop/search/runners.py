@@ -65,7 +65,7 @@ class RunContext:
 
     @property
     def device(self) -> Any:
-        from machop.train.device import resolve_device
+        from machop.runtime.device import resolve_device
 
         return resolve_device(self.accelerator)
 

@@ -1,5 +1,6 @@
-"""Training and evaluation loops, checkpoints, devices."""
+"""Training and evaluation loops, checkpoints, distributed launch."""
 
+from machop.runtime.predict import predict
 from machop.train.checkpoint import (
                                      Checkpoint,
                                      apply_checkpoint,
@@ -7,7 +8,7 @@ from machop.train.checkpoint import (
                                      read_checkpoint,
                                      save_checkpoint,
 )
-from machop.train.evaluate import evaluate, predict
+from machop.train.evaluate import evaluate
 from machop.train.fit import EpochEnd, FitResult, fit
 from machop.train.settings import TrainSettings
 

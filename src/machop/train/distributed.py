@@ -5,7 +5,7 @@ the backend (NCCL on CUDA, gloo on CPU), the devices and the DDP wrapper. Lightn
 only here, and only when more than one process is involved: it costs seconds to import.
 
 When no launcher started the processes, machop starts the other local ranks itself as
-``python -m machop.train.worker PAYLOAD`` with the resolved config, not by re-running the
+``python -m machop.cli.worker PAYLOAD`` with the resolved config, not by re-running the
 command line: the command line is not always in ``sys.argv`` (the CLI runs in-process from
 tests and from the Python API, and Fabric's own launcher would re-run whatever script or
 ``python -m`` module started the interpreter).
@@ -238,7 +238,7 @@ class _Children:
                     # interrupt, so the whole run ends here with the failed rank's status.
                     self.kill()
                     rank = self.procs.index(proc) + 1
-                    from machop.cli.console import print_error
+                    from machop.console import print_error
 
                     print_error(f"rank {rank} failed: {self.error(rank)}")
                     shutil.rmtree(self.folder, ignore_errors=True)
@@ -290,7 +290,7 @@ def _own_launch(command: str, config: RunConfig) -> Iterator[_Children | None]:
             for local_rank in range(1, config.num_devices):
                 env = {**os.environ, "LOCAL_RANK": str(local_rank)}
                 children.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "machop.train.worker", str(payload)], env=env))
+                    [sys.executable, "-m", "machop.cli.worker", str(payload)], env=env))
             children.watch()
             yield children
         except BaseException:

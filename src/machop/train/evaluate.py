@@ -5,32 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from machop.data.batches import iterate_batches
 from machop.data.dataset import Split
-from machop.metrics.classification import classification_metrics
-from machop.train.device import Precision
-
-
-@torch.no_grad()
-def predict(model: nn.Module, split: Split, *, batch_size: int = 1024,
-            device: torch.device | None = None,
-            precision: Precision | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and targets for every sample of `split`, in order."""
-    device = device or next(model.parameters(), torch.empty(0)).device
-    was_training = model.training
-    model.eval()
-    outputs, targets = [], []
-    autocast = precision.autocast(device) if precision else torch.autocast(device.type, enabled=False)
-    dtype = precision.param_dtype if precision else None
-    with autocast:
-        for xb, yb in iterate_batches(split, batch_size):
-            xb = xb.to(device, non_blocking=True)
-            if dtype is not None and xb.is_floating_point():
-                xb = xb.to(dtype)
-            outputs.append(model(xb).float())
-            targets.append(yb.to(device, non_blocking=True))
-    model.train(was_training)
-    return torch.cat(outputs), torch.cat(targets)
+from machop.runtime.classification import classification_metrics
+from machop.runtime.device import Precision
+from machop.runtime.predict import predict
 
 
 def evaluate(model: nn.Module, split: Split, num_classes: int, *, batch_size: int = 1024,

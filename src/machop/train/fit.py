@@ -16,7 +16,7 @@ from machop.config.schema import CHECKPOINT_MONITORS
 from machop.data.batches import iterate_batches, num_batches
 from machop.data.dataset import Dataset, Split
 from machop.errors import ConfigError, ModelError, TrainingError
-from machop.train.device import Precision, resolve_device, resolve_precision
+from machop.runtime.device import Precision, resolve_device, resolve_precision
 from machop.train.distributed import Ranks, shard_bounds
 from machop.train.evaluate import evaluate
 from machop.train.optim import build_optimizer, build_scheduler

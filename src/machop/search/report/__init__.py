@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def print_best(study: optuna.Study, console: Console | None = None) -> None:
     """Print the best trial or Pareto front and the float base reference row (stdout by default)."""
     if console is None:
-        from machop.cli.console import out as console
+        from machop.console import out as console
     # Narrow terminals get objectives and configurations; trials.csv and report.html have the rest.
     console.print(add_base_row(best_table(study, compact=console.width < 140), study))
     from machop.search.report.sweep import sweep_table

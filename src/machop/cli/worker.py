@@ -1,4 +1,4 @@
-"""Entry point of a local rank that machop started itself: `python -m machop.train.worker PAYLOAD`.
+"""Entry point of a local rank that machop started itself: `python -m machop.cli.worker PAYLOAD`.
 
 The payload holds the command (train or test) and the resolved config; this rank prints and
 writes nothing; a user error is left beside the payload for rank 0 to print.
@@ -14,8 +14,8 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     """Run one rank of a `train` or `test` and return its exit status."""
     from machop import api
-    from machop.cli.setup_run import configure_logging
     from machop.config.schema import RunConfig
+    from machop.console import configure_logging
     from machop.errors import MachopError
     from machop.train.distributed import write_rank_error
 
