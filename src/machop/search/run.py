@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 
 from machop.config.schema import RunConfig
+from machop.errors import exception_line
 from machop.search import records
 from machop.search.loop import run_trials
 from machop.search.progress import SearchProgress
@@ -149,7 +150,7 @@ def _record_base(setup: SearchSetup, study: optuna.Study, progress: bool) -> Non
         except MachopError:
             raise
         except Exception as exc:  # noqa: BLE001 - the trials may still work; the reports say why
-            base = {"error": f"{type(exc).__name__}: {exc}"}
+            base = {"error": exception_line(exc)}
             logging.getLogger("machop").warning("the float base model could not be evaluated: %s",
                                                 base["error"])
         finally:

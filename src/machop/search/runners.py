@@ -12,23 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from machop.errors import SearchError, closest, unknown_name
-from machop.metrics.registry import METRICS, MetricContext, compute_metrics
+from machop.config.schema import TRAINING_OPTIONS, accepts_setting, setting_values
+from machop.errors import SearchError, did_you_mean, unknown_name
+from machop.metrics.registry import GROUPS, METRICS, MetricContext, compute_metrics, group_metrics
 from machop.search.settings import SPLITS
 
 EpochReporter = Callable[[int, dict[str, float]], None]
 
 
-def _group_metrics(group: str) -> tuple[str, ...]:
-    return tuple(name for name, metric in METRICS.items() if metric.group == group)
-
-
 def _check_options(runner: str, options: dict[str, Any], valid: tuple[str, ...]) -> None:
     for key in options:
         if key not in valid:
-            hint = closest(key, valid)
-            suggestion = f"; did you mean {hint!r}?" if hint else ""
-            raise SearchError(f"runner {runner!r}: unknown option {key!r}{suggestion} "
+            raise SearchError(f"runner {runner!r}: unknown option {key!r}{did_you_mean(key, valid)} "
                               f"(valid: {', '.join(valid) or 'none'})")
 
 
@@ -74,7 +69,7 @@ class BasicEvaluation:
     """Post-training evaluation: classification metrics on a split (fresh state every trial)."""
 
     name = "basic_evaluation"
-    produces = _group_metrics("classification")
+    produces = group_metrics("classification")
 
     def __init__(self, options: dict[str, Any]) -> None:
         _check_options(self.name, options, ("data_loader", "num_samples"))
@@ -102,38 +97,19 @@ def _refuse_several_processes(options: dict[str, Any]) -> None:
                           "search.strategy.setup.n_jobs for parallel trials)")
 
 
-def _train_option_rules() -> dict[str, tuple[Callable[[Any], bool], str]]:
-    """What each basic_train option accepts: the search space's hyperparameter rules, plus the schedule."""
-    from machop.search.spaces.composite import HYPERPARAMETERS
-
-    def integer(minimum: int) -> Callable[[Any], bool]:
-        return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= minimum
-
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-
-    return {**HYPERPARAMETERS,
-            "lr_scheduler": (lambda v: v in ("cosine", "none"), "one of cosine, none"),
-            "t_max": (integer(1), "a positive integer"),
-            "eta_min": (number, "a number >= 0"),
-            "max_steps": (integer(-1), "an integer >= -1 (-1: no limit)")}
-
-
 def _check_train_options(options: dict[str, Any]) -> None:
-    """Refuse a bad training option before the first trial, not in every trial."""
-    rules = _train_option_rules()
+    """Each basic_train option must be what the run configuration's field of the same setting accepts."""
     for key, value in options.items():
-        valid, what = rules[key]
-        if not valid(value):
-            raise SearchError(f"search.strategy.sw_runner.basic_train.{key} must be {what}, got {value!r}")
+        if not accepts_setting(key, value):
+            raise SearchError(f"search.strategy.sw_runner.basic_train.{key} must be "
+                              f"{setting_values(key)}, got {value!r}")
 
 
 class BasicTrain(BasicEvaluation):
     """Train the candidate (quantization-aware when it is quantized), then evaluate it."""
 
     name = "basic_train"
-    TRAIN_KEYS = ("max_epochs", "learning_rate", "batch_size", "optimizer", "weight_decay",
-                  "lr_scheduler", "t_max", "eta_min", "max_steps")
+    TRAIN_KEYS = TRAINING_OPTIONS
 
     def __init__(self, options: dict[str, Any]) -> None:
         _check_options(self.name, options, ("data_loader", "num_samples", *self.TRAIN_KEYS))
@@ -166,7 +142,7 @@ class GroupRunner:
     def __init__(self, name: str, group: str, options: dict[str, Any]) -> None:
         _check_options(name, options, self.OPTIONS.get(name, ()))
         self.name, self.group = name, group
-        self.produces = _group_metrics(group)
+        self.produces = group_metrics(group)
         self.compare_to = float(options.get("compare_to", 32))
 
     def __call__(self, graph: Any, run: RunContext, overrides: dict[str, Any]) -> dict[str, float | None]:
@@ -179,10 +155,9 @@ class GroupRunner:
 
 
 SW_RUNNERS = {"basic_evaluation": BasicEvaluation, "basic_train": BasicTrain}
-HW_RUNNER_GROUPS = {"average_bitwidth": "complexity", "bitops": "complexity", "flops": "complexity",
-                    "macs": "complexity", "params": "complexity", "model_size": "complexity",
-                    "complexity": "complexity", "latency": "speed", "throughput": "speed",
-                    "speed": "speed", "memory": "memory", "energy": "energy"}
+# hw_runner name -> the metric group it computes, as each group of the metric registry lists them.
+HW_RUNNER_GROUPS = {runner.removeprefix("hw_runner."): group.name for group in GROUPS.values()
+                    for runner in group.runners if runner.startswith("hw_runner.")}
 
 
 def build_runners(sw: dict[str, dict[str, Any]], hw: dict[str, dict[str, Any]]) -> list[Any]:
@@ -206,10 +181,7 @@ def check_metrics_produced(runners: list[Any], metric_names: list[str]) -> None:
     produced = {metric for runner in runners for metric in runner.produces}
     for name in metric_names:
         if name not in produced:
-            group = METRICS[name].group
-            hint = {"classification": "sw_runner.basic_evaluation", "complexity": "hw_runner.bitops",
-                    "speed": "hw_runner.latency", "memory": "hw_runner.memory",
-                    "energy": "hw_runner.energy"}[group]
+            hint = GROUPS[METRICS[name].group].runners[0]
             raise SearchError(f"metric {name!r} is produced by no configured runner; "
                               f"add [search.strategy.{hint}]")
 
