@@ -24,7 +24,7 @@ DEMO_CONFIG  := configs/demo_digits.toml
 DEMO_SEEDS   ?= 5
 
 demo: install
-	$(PY) -m machop.demo --config $(DEMO_CONFIG) --seeds $(DEMO_SEEDS) --project-dir $(DEMO_DIR)
+	$(PY) -m machop.cli.demo --config $(DEMO_CONFIG) --seeds $(DEMO_SEEDS) --project-dir $(DEMO_DIR)
 	$(MACHOP) search --config configs/quickstart.toml --project-dir $(DEMO_DIR)
 
 EXP_DIR ?= outputs/experiments

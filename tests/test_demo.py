@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from machop.demo import (
+from machop.cli.demo import (
     Spread,
     Verdict,
     check_seeds,

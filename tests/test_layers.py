@@ -2,7 +2,9 @@
 
 Read from the source with `ast`, so every import counts: module level, inside functions, under
 `if TYPE_CHECKING:`, and the dotted module names that machop imports lazily from strings (a
-package's `_LAZY` map, a registry's "module:function" entries, `importlib.import_module`).
+package's `_LAZY` map, a registry's "module:function" entries, `importlib.import_module`). A
+`python -m module` command line is not an import but another process: train/distributed.py starts
+local ranks as `python -m machop.cli.worker`.
 """
 
 from __future__ import annotations
@@ -190,8 +192,8 @@ def private_uses(module: str, path: Path, known: dict[str, Path], *,
             if owner is not None:
                 yield f"{where}:{node.lineno}: uses {owner}.{node.attr}"
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_STRING.fullmatch(node.value):
-            # A "module.attribute" string, as mock.patch takes it.
-            owner, _, name = node.value.split(":")[0].rpartition(".")
+            # "module.attribute" as mock.patch takes it, or a registry's "module:attribute".
+            owner, _, name = node.value.rpartition(":" if ":" in node.value else ".")
             if is_private(name) and owner in known and owner != module:
                 yield f"{where}:{node.lineno}: names {node.value}"
 
@@ -216,6 +218,7 @@ def test_the_private_scan_catches_each_form(tmp_path):
         "errors._attribute\n"
         "MachopError._method\n"
         "mock.patch('machop.errors._patched')\n"
+        "REGISTRY = {'name': 'machop.errors:_registered'}\n"
         "errors.__doc__, MachopError.__name__, mock._private_of_a_library\n"
     )
     source = tmp_path / "probe.py"
@@ -223,4 +226,5 @@ def test_the_private_scan_catches_each_form(tmp_path):
     uses = list(private_uses("layers_probe", source, SOURCES, shown_as=probe))
     assert [use.split(": ", 1)[1] for use in uses] == [
         "imports machop.errors._hidden", "uses machop.errors._dotted", "uses machop.errors._attribute",
-        "uses machop.errors.MachopError._method", "names machop.errors._patched"]
+        "uses machop.errors.MachopError._method", "names machop.errors._patched",
+        "names machop.errors:_registered"]

@@ -288,7 +288,7 @@ def run_demo(config_path: Path, seeds: int, project_dir: Path | None = None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: python -m machop.demo [--config FILE] [--seeds N] [--project-dir DIR]."""
+    """Command line: python -m machop.cli.demo [--config FILE] [--seeds N] [--project-dir DIR]."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
                         help=f"run config of machop's model (default: {DEFAULT_CONFIG})")
