@@ -32,7 +32,7 @@ EXP_THREADS ?= 1
 FIGURES := docs/figures
 EXP_PAGE := $(PY) -m machop.search.report.experiments_page
 
-# docs/experiments.md: experiments 1-4 and 6 on digits from scratch, each one `machop` command with
+# docs/experiments.md: experiments 1-4, 6 and 7 on digits from scratch, each one `machop` command with
 # EXP_THREADS torch threads (one by default: these models are too small for intra-op threads to pay
 # on a busy CPU), timed; then the figures are copied to docs/figures/ and every results block of the
 # page is rewritten from the outputs, so the page quotes exactly what this run gave.

@@ -78,6 +78,12 @@ name = "NA"
 INTEGER8 = 'name = "integer"\ndata_in_width = 8\nweight_width = 8\nbias_width = 8\n'
 
 
+def calibrated(c: Ctx, table: str) -> Path:
+    """Every Linear at 8 bits with calibrated ("auto") frac widths and the given calibration table."""
+    return quantize(c, INTEGER8 + 'data_in_frac_width = "auto"\nweight_frac_width = "auto"\n'
+                    f"[passes.quantize.calibration]\n{table}\n")
+
+
 def redefine(c: Ctx, body: str) -> Path:
     return config(c, f"\n[passes.redefine]\n{body}\n")
 
@@ -422,8 +428,36 @@ data_in_width = 8
     "zero width": (lambda c: ["transform", "-c", quantize(c, INTEGER8.replace("weight_width = 8",
                                                                               "weight_width = 0"))],
                    "weight_width"),
-    "frac above width": (lambda c: ["transform", "-c", quantize(c, INTEGER8 + "weight_frac_width = 9\n")],
-                         "weight_frac_width"),
+    "frac beyond its range": (lambda c: ["transform", "-c", quantize(c, INTEGER8 + "weight_frac_width = 41\n")],
+                              "weight_frac_width"),
+    # --- calibration of frac_width = "auto"
+    "calibration unknown method": (lambda c: ["transform", "-c", calibrated(c, 'method = "entropy"')],
+                                   "passes.quantize.calibration.method = 'entropy' is invalid"),
+    "calibration percentile zero": (lambda c: ["transform", "-c", calibrated(
+        c, 'method = "percentile"\npercentile = 0')], "percentile must be a number in (0, 100]"),
+    "calibration percentile above 100": (lambda c: ["transform", "-c", calibrated(c, "percentile = 100.5")],
+                                         "percentile must be a number in (0, 100]"),
+    "calibration num_samples zero": (lambda c: ["transform", "-c", calibrated(c, "num_samples = 0")],
+                                     "num_samples must be a positive integer, got 0"),
+    "calibration num_samples above the split": (lambda c: ["transform", "-c", calibrated(c, "num_samples = 5000")],
+                                                "num_samples = 5000 is larger than the train split"),
+    "calibration per-channel activations": (lambda c: ["transform", "-c", calibrated(
+        c, 'activation_granularity = "channel"')], "activations (data_in, data_out) are calibrated per tensor"),
+    "per-channel frac widths for an activation": (lambda c: ["transform", "-c", quantize(
+        c, INTEGER8 + "data_in_frac_width = [4, 4]\n")], "only weight and bias have"),
+    "auto frac width for minifloat": (lambda c: ["transform", "-c", quantize(
+        c, 'name = "minifloat_ieee"\nweight_width = 8\nweight_exponent_width = 4\nweight_frac_width = "auto"\n')],
+        "the minifloat_ieee arithmetic does not have"),
+    "auto frac width for binary": (lambda c: ["transform", "-c", quantize(
+        c, 'name = "binary"\nweight_frac_width = "auto"\n')], "the binary arithmetic does not have"),
+    "search calibration unknown method": (lambda c: ["search", "-c", search(c, replace={
+        "bias_width = [8]": 'bias_width = [8]\nweight_frac_width = ["auto"]\n'
+                            '[search.search_space.calibration]\nmethod = "kl"'})],
+        "search.search_space.calibration.method = 'kl' is invalid"),
+    "search calibration num_samples above the split": (lambda c: ["search", "-c", search(c, replace={
+        "bias_width = [8]": 'bias_width = [8]\nweight_frac_width = ["auto"]\n'
+                            '[search.search_space.calibration]\nnum_samples = 99999'})],
+        "num_samples = 99999 is larger than the train split"),
     "exponent width not below width": (lambda c: ["transform", "-c", quantize(
         c, 'name = "minifloat_ieee"\nweight_width = 4\nweight_exponent_width = 4\n')], "weight_exponent_width"),
     "zero block size": (lambda c: ["transform", "-c", quantize(
@@ -578,6 +612,47 @@ seed.seq_blocks_2.config.channel_multiplier = [1, 2]
                           "maximise"),
     "malformed constraint": (lambda c: ["search", "-c", search(
         c, extra='[search.strategy.constraints]\naccuracy = "about 0.9"\n')], "about 0.9"),
+    "accuracy drop bound not a number": (lambda c: ["search", "-c", search(
+        c, extra='[search.strategy.constraints]\naccuracy_drop = "<= lots"\n')],
+        "constraints.accuracy_drop: must be a comparison with a number"),
+    "accuracy drop bound two decimal points": (lambda c: ["search", "-c", search(
+        c, extra='[search.strategy.constraints]\naccuracy_drop = "<= 1.2.3%"\n')], "'<= 1.2.3%'"),
+    "accuracy drop bounded from below": (lambda c: ["search", "-c", search(
+        c, extra='[search.strategy.constraints]\naccuracy_drop = ">= 1%"\n')], "bounded from above"),
+    "percentage on a plain metric": (lambda c: ["search", "-c", search(
+        c, extra='[search.strategy.constraints]\naccuracy = ">= 90%"\n')], "a percentage bounds a drop"),
+    "unknown drop constraint": (lambda c: ["search", "-c", search(
+        c, extra='[search.strategy.constraints]\nacuracy_drop = "<= 1%"\n')],
+        "unknown metric 'acuracy_drop'; did you mean 'accuracy_drop'?"),
+    "drop of a minimized metric": (lambda c: ["search", "-c", search(
+        c, extra='[search.strategy.constraints]\nloss_drop = "<= 0.1"\n')], "'loss' is minimized"),
+    "constraint on a metric no runner produces": (lambda c: ["search", "-c", search(
+        c, extra='[search.strategy.constraints]\nbitops = "<= 1e5"\n')],
+        "'bitops' is produced by no configured runner"),
+    "drop constraint on a metric no runner produces": (lambda c: ["search", "-c", search(
+        c, extra='[search.strategy.constraints]\nthroughput_drop = "<= 10%"\n')],
+        "'throughput' is produced by no configured runner"),
+    "greedy without a cost objective": (lambda c: ["search", "-c", search(c, replace={'"random"': '"greedy"'})],
+                                        "sampler 'greedy' lowers a cost that an objective minimizes"),
+    "greedy over choices without numbers": (lambda c: ["search", "-c", search(c, replace={
+        '"random"': '"greedy"', "accuracy.scale = 1.0\naccuracy.direction": "bitops.scale = 1.0\nbitops.direction",
+        '"maximize"': '"minimize"', "bias_width = [8]": 'bias_width = [8]\nweight_frac_width = ["NA", 1]'},
+        extra='[search.strategy.hw_runner.bitops]\n[search.strategy.constraints]\naccuracy_drop = "<= 1%"\n')],
+        "parameter 'seq_blocks_2/weight_frac_width' has \"NA\""),
+    "sensitivity widths not integers": (lambda c: ["analyze", JSC3, "digits", "--sensitivity", "--widths", "4,x"],
+                                        "--widths must be comma-separated integers"),
+    "sensitivity width zero": (lambda c: ["analyze", JSC3, "digits", "--sensitivity", "--widths", "0,4"],
+                               "integer in 1..32, got 0"),
+    "widths without sensitivity": (lambda c: ["analyze", JSC3, "digits", "--widths", "4"],
+                                   "apply to --sensitivity only"),
+    "sensitivity of a minimized metric": (lambda c: ["analyze", JSC3, "digits", "--sensitivity", "--metrics",
+                                                     "loss"], "drop of a metric to maximize; got 'loss'"),
+    "sensitivity with two metrics": (lambda c: ["analyze", JSC3, "digits", "--sensitivity", "--metrics",
+                                                "accuracy,f1"], "measures one metric, got 2"),
+    "sensitivity unknown frac rule": (lambda c: ["analyze", JSC3, "digits", "--sensitivity", "--frac-width",
+                                                 "half"], "frac width rule 'half'"),
+    "sensitivity bad calibration table": (lambda c: ["analyze", "-c", config(
+        c, '[passes.quantize.calibration]\nmethod = "mxa"\n'), "--sensitivity"], "method = 'mxa'"),
     "metric no runner produces": (lambda c: ["search", "-c", search(c, replace={
         "accuracy.scale": "latency.scale", "accuracy.direction": "latency.direction"})],
         "'latency' is produced by no configured runner"),

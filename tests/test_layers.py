@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("data, graph, config, runtime", ("machop.data", "machop.graph", "machop.config", "machop.runtime",
                                       "machop.project")),
     ("errors, console", ("machop.errors", "machop.console", "machop.progress", "machop.io_atomic",
-                         "machop.docstrings")),
+                         "machop.docstrings", "machop.figures")),
 )
 
 # A string naming a module (optionally ":attribute"), as lazy maps and registries write them.

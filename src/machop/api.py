@@ -140,6 +140,13 @@ def _load_data(config: RunConfig, *, static_ok: bool) -> tuple[Dataset | None, s
     return dataset, None
 
 
+def pass_data(config: RunConfig, dataset: Dataset | None) -> Any:
+    """What data-dependent passes (calibration of "auto" frac widths) learn from in this run."""
+    from machop.passes.registry import PassData
+
+    return None if dataset is None else PassData(dataset, batch_size=config.batch_size, seed=config.seed)
+
+
 def _rebuild_transformed(model: nn.Module, example: torch.Tensor,
                          passes: list[tuple[str, dict[str, Any]]]) -> nn.Module:
     """Re-apply a checkpoint's transform passes so its state_dict fits the model."""
@@ -341,7 +348,8 @@ def transform(config: RunConfig) -> TransformOutcome:
     prepared = prepare(config)
     config, data = prepared.config, prepared.dataset
     passes = list(config.passes.items())
-    graph, infos = apply_passes(Graph(prepared.model, example_batch(data.validation)), passes)
+    graph, infos = apply_passes(Graph(prepared.model, example_batch(data.validation)), passes,
+                                data=pass_data(config, data))
     project = Project.from_config(config)
     project.check_writable()
     split, classes = data.validation, data.info.num_classes
@@ -406,7 +414,7 @@ def analyze(config: RunConfig, metrics: list[str] | None = None, *, split: str =
         static_only = static_only_note(config.dataset, prepared.info, config.data_dir)
     graph = Graph(prepared.model, prepared.example_input())
     if config.passes:
-        graph, _ = apply_passes(graph, list(config.passes.items()))
+        graph, _ = apply_passes(graph, list(config.passes.items()), data=pass_data(config, data))
     context = MetricContext(graph=graph, dataset=data, split=split, num_samples=num_samples,
                             batch_size=config.batch_size,
                             device=resolve_device(config.accelerator))
@@ -424,3 +432,115 @@ def analyze(config: RunConfig, metrics: list[str] | None = None, *, split: str =
     note_random_weights(config, "analyze")
     return AnalyzeOutcome(metrics=values, notes=context.notes, per_node=per_node,
                           classification=classification, path=path, static_only=static_only)
+
+
+@dataclass
+class SensitivityOutcome:
+    """What `sensitivity` measured (metrics.sensitivity.Sensitivity) and the files it wrote."""
+
+    result: Any
+    json_path: Path
+    png_path: Path
+
+
+ANALYSIS_DIR = "analysis"
+WIDTH_FIELDS = ("data_in_width", "weight_width")
+
+
+def _seed_configs(space: Any) -> list[dict[str, Any]]:
+    """The `seed.<name>.config` tables of a search space table and of its composite sub-spaces."""
+    if not isinstance(space, dict):
+        return []
+    tables = [space, *(sub for sub in space.get("spaces") or [] if isinstance(sub, dict))]
+    seeds = [seed for table in tables if isinstance(table.get("seed"), dict) for seed in table["seed"].values()]
+    return [seed["config"] for seed in seeds if isinstance(seed, dict) and isinstance(seed.get("config"), dict)]
+
+
+def search_space_widths(config: RunConfig) -> list[int]:
+    """The data_in/weight widths that the config's [search.search_space] seeds offer, ascending."""
+    widths: set[int] = set()
+    for seed in _seed_configs((config.search or {}).get("search_space")):
+        for key, choices in seed.items():
+            fields = str(key).split("+")  # a tied key lists one value per field in each choice
+            for position, name in enumerate(fields):
+                if name not in WIDTH_FIELDS or not isinstance(choices, list):
+                    continue
+                values = [c[position] if len(fields) > 1 and isinstance(c, list) else c for c in choices]
+                widths.update(v for v in values if isinstance(v, int) and not isinstance(v, bool))
+    return sorted(widths)
+
+
+def _sensitivity_metric(metric: str) -> str:
+    from machop.metrics.registry import METRICS, group_metrics
+
+    valid = [name for name in group_metrics("classification") if METRICS[name].direction == "maximize"]
+    if metric not in valid:
+        raise ConfigError(f"layer sensitivity measures the drop of a metric to maximize; got {metric!r} "
+                          f"(valid: {', '.join(valid)})")
+    return metric
+
+
+FRAC_RULES = ("auto", "NA")  # calibrated, or width // 2
+
+
+def _frac_rule(frac_width: str) -> str:
+    if frac_width not in FRAC_RULES:
+        raise ConfigError(f"frac width rule {frac_width!r} is not one of auto (calibrated on data) and "
+                          "NA (width // 2)")
+    return frac_width
+
+
+def sensitivity(config: RunConfig, widths: list[int] | None = None, *, split: str = "validation",
+                num_samples: int | None = None, metric: str = "accuracy",
+                frac_width: str = "auto") -> SensitivityOutcome:
+    """Quantize each linear/conv layer alone at each width; write the drops as JSON and a heatmap.
+
+    Widths: the given ones, else those the config's search space offers, else 2, 3, 4, 6, 8.
+    The model is the configured one before any [passes] (every other layer stays float).
+    `frac_width = "auto"` calibrates the binary points on data, with the config's
+    [passes.quantize.calibration] table when it has one; "NA" puts them at width // 2.
+    """
+    from machop.graph import Graph
+    from machop.metrics.sensitivity import DEFAULT_WIDTHS, check_widths, layer_sensitivity, plot_sensitivity
+
+    split = split_key(split)
+    metric = _sensitivity_metric(metric)
+    frac_width = _frac_rule(frac_width)
+    calibration = _calibration_settings(config) if frac_width == "auto" else None
+    if num_samples is not None and num_samples <= 0:
+        raise ConfigError(f"num_samples must be positive, got {num_samples}")
+    chosen = check_widths(widths, "--widths") if widths is not None \
+        else search_space_widths(config) or list(DEFAULT_WIDTHS)
+    prepared = prepare(config)
+    config, data = prepared.config, prepared.dataset
+    graph = Graph(prepared.model, example_batch(data.validation))
+    result = layer_sensitivity(graph, data.evaluation_split(split).head(num_samples), data.info.num_classes,
+                               chosen, metric=metric, split_name=split,
+                               device=resolve_device(config.accelerator),
+                               **_frac_options(graph, calibration, pass_data(config, data)))
+    folder = Project.from_config(config).root / ANALYSIS_DIR
+    Project(folder).check_writable()
+    record = {"model": config.model, "dataset": config.dataset, "load_name": config.load_name,
+              **result.as_dict()}
+    json_path = write_json_atomic(folder / "sensitivity.json", record)
+    png_path = plot_sensitivity(result, folder / "sensitivity.png")
+    note_random_weights(config, "analyze --sensitivity")
+    return SensitivityOutcome(result=result, json_path=json_path, png_path=png_path)
+
+
+def _calibration_settings(config: RunConfig) -> Any:
+    """The config's [passes.quantize.calibration] table, checked (the defaults when absent)."""
+    from machop.passes.calibrate import calibration_settings
+
+    table = (config.passes.get("quantize") or {}).get("calibration") if config.passes else None
+    return calibration_settings(table)
+
+
+def _frac_options(graph: Any, calibration: Any, data: Any) -> dict[str, Any]:
+    """layer_sensitivity's node_config and frac label: calibrated from `calibration`, or width // 2."""
+    from machop.metrics.sensitivity import calibrated_frac_config
+
+    if calibration is None:
+        return {}
+    label = f"auto ({calibration.method}, weights per {calibration.granularity}, on {calibration.split})"
+    return {"node_config": calibrated_frac_config(graph, calibration, data), "frac": label}

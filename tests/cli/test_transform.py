@@ -101,7 +101,7 @@ def test_redefine_config_from_the_repository(cli, tmp_path):
     ("", "transform needs at least one [passes.<name>] table"),
     ("[passes.prune]\nby = 'type'\n", "unknown pass 'prune'"),
     ("[passes.quantize]\nby = 'type'\n[passes.quantize.default.config]\nname = 'NA'\n"
-     "[passes.quantize.linear.config]\nname = 'integer'\nweight_width = 4\nweight_frac_width = 6\n",
+     "[passes.quantize.linear.config]\nname = 'integer'\nweight_width = 4\nweight_frac_width = 37\n",
      "weight_frac_width"),
     ("[passes.redefine.seq_blocks_9.config]\nchannel_multiplier = 2\n", "seq_blocks_9"),
 ])

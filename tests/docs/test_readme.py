@@ -129,6 +129,7 @@ EXCLUDED: dict[str, str] = {
     "machop search --config examples/width_uniform.toml": EXPERIMENT,
     "machop search --config examples/width_nonuniform.toml": EXPERIMENT,
     "machop search --config examples/joint_width_precision.toml": EXPERIMENT,
+    "machop compare-samplers --config examples/greedy_vs_tpe.toml --samplers greedy,tpe --repeats 10": EXPERIMENT,
     "machop search --config examples/vgg7_cifar_tpe.toml --data-dir data": NEEDS_CIFAR,
     "machop search --config examples/vgg7_cifar_tpe.toml --data-dir data --accelerator gpu "
     "--max-epochs 20": NEEDS_CIFAR,
@@ -239,6 +240,9 @@ EXPECT: dict[str, Expect] = {
     "machop analyze --config configs/quantize_jsc_by_type.toml --per-class "
     f"--load {JSC3}/checkpoints/best.ckpt": Expect(
         files=(f"{JSC3}/analysis.json",), stdout=("Per class", "in:integ8")),
+    f"machop analyze --load {JSC_S}/checkpoints/best.ckpt --sensitivity": Expect(
+        files=(f"{JSC_S}/analysis/sensitivity.json", f"{JSC_S}/analysis/sensitivity.png"),
+        stdout=("accuracy drop (percentage points)", "Most sensitive at 2 bits")),
     f"machop analyze --load {JSC_S}/checkpoints/best.ckpt --per-class": Expect(
         files=(f"{JSC_S}/analysis.json",), stdout=("Per class",),
         accuracy=(f"{JSC_S}/analysis.json", "metrics", "accuracy")),

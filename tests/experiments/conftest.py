@@ -20,7 +20,8 @@ TINY = {"quant_grid": ["--max-epochs", "1", "--n-trials", "4"],
         "samplers_large": ["--max-epochs", "1", "--repeats", "2", "--n-trials", "4"],
         "width_uniform": ["--max-epochs", "1"],
         "width_nonuniform": ["--max-epochs", "1", "--n-trials", "8"],
-        "joint_width_precision": ["--max-epochs", "1", "--n-trials", "4"]}
+        "joint_width_precision": ["--max-epochs", "1", "--n-trials", "4"],
+        "greedy_vs_tpe": ["--max-epochs", "1", "--repeats", "2", "--n-trials", "4"]}
 
 
 @dataclass
@@ -53,7 +54,7 @@ def _run_in_process(args: list[str]) -> tuple[TinyRun, float, float]:
 
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory) -> TinyRuns:
-    """Run the page's six commands at a tiny size, timed like `make experiments` times them."""
+    """Run the page's commands at a tiny size, timed like `make experiments` times them."""
     out = tmp_path_factory.mktemp("experiments")
     runs = TinyRuns(out)
     timings = {**machine_record(1), "steps": {}}
@@ -61,7 +62,7 @@ def tiny_runs(tmp_path_factory) -> TinyRuns:
     os.environ["COLUMNS"] = "200"  # the wide tables of an interactive terminal
     try:
         for step in STEPS:
-            args = [step.command, "--config", str(step.config_path(ROOT)), "--project-dir", str(out),
+            args = [step.command, "--config", str(step.config_path(ROOT)), *step.args, "--project-dir", str(out),
                     *TINY[step.example]]
             runs.runs[step.example], wall, cpu = _run_in_process(args)
             timings["steps"][step.key] = {"command": step.shown_command(), "wall_s": wall, "cpu_s": cpu}

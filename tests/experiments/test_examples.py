@@ -87,6 +87,21 @@ def test_sampler_comparison_writes_curves_and_seconds_per_trial(tiny_runs, name,
     assert "median trials to best" in result.stdout
 
 
+def test_greedy_and_tpe_are_compared_under_the_relative_accuracy_bound(tiny_runs):
+    result, out = tiny(tiny_runs, "greedy_vs_tpe", "compare_samplers")
+    results = json.loads((out / "results.json").read_text())
+    assert results["space"]["size"] == 7 ** 10 and results["constraints"] == ["accuracy_drop <= 1%"]
+    assert [row["sampler"] for row in results["summary"]] == ["greedy", "tpe"]
+    greedy = results["samplers"]["greedy"]["runs"]
+    assert greedy[0]["keys"] == greedy[1]["keys"]  # no randomness: every seed walks the same path
+    widest = {name: max(choices) for name, choices in results["space"]["choices"].items()}
+    assert len(widest) == 10 and set(widest.values()) == {8}
+    accuracy = results["base"]["accuracy"]
+    best = results["best"]["metrics"]
+    assert best["accuracy"] >= 0.99 * accuracy - 1e-9 and best["bitops"] < results["base"]["bitops"]
+    assert is_png(out / "best_so_far.png") and "greedy" in result.stdout
+
+
 def test_uniform_multiplier_table_and_plot(tiny_runs):
     result, out = tiny(tiny_runs, "width_uniform")
     table = rows(out / "sweep.csv")

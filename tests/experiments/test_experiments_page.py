@@ -58,7 +58,7 @@ def test_blocks_quote_the_outputs_seeds_and_threads(written, tiny_runs):
     for step in STEPS:
         assert f"`{step.shown_command()}`" in blocks["run"]
     assert blocks["run"].count("training 0, sampler 0") == 4  # the four searches; seed 0 each
-    assert blocks["run"].count("training 0, samplers 0–1") == 2  # two repeats each here
+    assert blocks["run"].count("training 0, samplers 0–1") == 3  # two repeats each here
     # Experiment 1: the float base and the best trial, as base_metrics.json and best.json have them.
     search = project_dir(tiny_runs, "quant_grid") / "search"
     base = json.loads((search / "base_metrics.json").read_text())["metrics"]
@@ -79,6 +79,13 @@ def test_blocks_quote_the_outputs_seeds_and_threads(written, tiny_runs):
     assert len(re.findall(r"^\| [1-4] \|", blocks["exp3"], flags=re.M)) == len(sweep) - 1 == 4
     assert "| float base |" in blocks["exp3"] and "| float base |" in blocks["exp6"]
     assert blocks["exp4"].count("**") >= 4  # the best cell and the row labels are bold
+    # Experiment 7: the bound, the float base and each sampler's row.
+    results = json.loads((project_dir(tiny_runs, "greedy_vs_tpe") / "compare_samplers" / "results.json").read_text())
+    assert "subject to accuracy_drop <= 1%" in blocks["exp7"]
+    assert f"float base accuracy {number(results['base']['accuracy'])}" in blocks["exp7"]
+    for row in results["summary"]:
+        assert re.search(rf"^\| {row['sampler']} \|[^\n]*\| {re.escape(number(row['median_final_best']))} \|",
+                         blocks["exp7"], flags=re.M), row["sampler"]
     front = json.loads((project_dir(tiny_runs, "joint_width_precision") / "search" / "best.json").read_text())
     for entry in front.values():
         assert re.search(rf"^\| ([\d, ]*\b{entry['number']}\b[\d, ]*) \|", blocks["exp6"], flags=re.M)

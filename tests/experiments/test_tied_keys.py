@@ -72,7 +72,7 @@ def test_a_single_tied_choice_is_fixed_and_na_reads_as_none(jsc):
     ("weight_width+data_in_width", [[8, 4]], "one operand"),
     ("weight_width+weight_width", [[8, 4]], "two or more different fields"),
     ("data_in_width+data_in_frac_width", [[4, 2]], "set by both"),
-    ("bias_width+bias_frac_width", [[4, 9]], "'bias_frac_width': must be an integer in 0..width (4)"),
+    ("bias_width+bias_frac_width", [[4, 37]], "'bias_frac_width': must be an integer in -32..width + 32 (36)"),
 ])
 def test_bad_tied_keys_are_one_line_errors_naming_the_key(jsc, key, choices, message):
     config = grid()

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -126,24 +127,75 @@ def test_ctrl_c_writes_nothing_partial_and_the_next_run_resumes(tmp_path):
     assert (search_dir / "report.html").is_file()
 
 
-@pytest.mark.slow
-def test_sigkill_at_twenty_random_moments_matches_an_uninterrupted_run(tmp_path, cli):
-    config = _config(tmp_path)
-    reference_dir = tmp_path / "reference"
-    started = time.time()
-    assert subprocess.run(_command(config, reference_dir), capture_output=True, env=ENV).returncode == 0
-    reference = _study(reference_dir)
-    last_trial_end = max(t.datetime_complete.timestamp() for t in reference.trials)
-    duration = last_trial_end - started + 1.0  # start-up, every trial, the start of report writing
+@dataclass
+class Timeline:
+    """Seconds into an uninterrupted run at which its phases begin, and the length of one trial."""
 
-    killed_dir = tmp_path / "killed"
-    moments = random.Random(2026).sample(range(1, 1000), 20)
-    for moment in sorted(moments):  # from early in start-up to the reports
-        process = subprocess.Popen(_command(config, killed_dir), stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, env=ENV)
-        time.sleep(duration * moment / 1000)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    study: float  # the journal exists: the study is created, then the float base is evaluated
+    trials: float  # the first trial starts
+    trial: float  # the mean length of one trial
+    reports: float  # trials.csv is written, the first of the reports
+    end: float
+
+
+def _reference_run(config: Path, project_dir: Path) -> Timeline:
+    """Run the search to the end, noting when each phase began."""
+    journal = project_dir / "p" / "search" / "study.journal"
+    started = time.time()
+    process = subprocess.Popen(_command(config, project_dir), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=ENV)
+    created = None
+    while process.poll() is None:
+        if created is None and journal.exists():
+            created = time.time() - started
+        time.sleep(0.02)
+    end = time.time() - started
+    assert process.returncode == 0
+    trials = _study(project_dir).trials
+    first = min(t.datetime_start.timestamp() for t in trials) - started
+    last = max(t.datetime_complete.timestamp() for t in trials) - started
+    reports = (journal.parent / "trials.csv").stat().st_mtime - started
+    return Timeline(study=created or first, trials=first, trial=(last - first) / len(trials),
+                    reports=reports, end=end)
+
+
+def _kill_moments(timeline: Timeline, seed: int) -> list[tuple[str, float]]:
+    """Two kills a phase, (event, seconds after it): each at a seeded point of its own window."""
+    rng = random.Random(seed)
+    half_reports = (timeline.end - timeline.reports) / 2
+    windows = [("launch", 0.0, timeline.study),  # imports, configuration, data
+               ("launch", timeline.study, timeline.trials - timeline.study),  # the float base
+               ("trial completed", 0.0, timeline.trial),  # within the next two trials
+               ("trial completed", timeline.trial, timeline.trial),
+               ("reports begun", 0.0, half_reports),
+               ("reports begun", half_reports, half_reports)]
+    return [(event, start + length * rng.random()) for event, start, length in windows]
+
+
+def _run_and_kill(command: list[str], project_dir: Path, event: str, delay: float) -> None:
+    """Start the search, wait for `event` in this run, then SIGKILL it `delay` seconds later."""
+    completed_before, launched = _completed(project_dir), time.time()
+    csv = project_dir / "p" / "search" / "trials.csv"
+    happened = {"launch": lambda: True,
+                "trial completed": lambda: _completed(project_dir) > completed_before,
+                "reports begun": lambda: csv.exists() and csv.stat().st_mtime > launched}[event]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    while not happened() and process.poll() is None:
+        time.sleep(0.02)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_in_start_up_trials_and_reports_matches_an_uninterrupted_run(tmp_path):
+    config = _config(tmp_path)
+    reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
+    timeline = _reference_run(config, reference_dir)
+    reference = _study(reference_dir)
+
+    for event, delay in _kill_moments(timeline, seed=2026):
+        _run_and_kill(_command(config, killed_dir), killed_dir, event, delay)
     final = subprocess.run(_command(config, killed_dir), capture_output=True, text=True, env=ENV)
     assert final.returncode == 0, final.stderr
 

@@ -192,7 +192,11 @@ def test_16_bit_quantization_keeps_accuracy(trained_digits):
     ({"by": "type", "default": NONE, "linaer": {"config": INT8}}, "did you mean 'linear'"),
     ({"by": "regex_name", "default": NONE, "fc.*": {"config": INT8}}, "matches no node"),
     ({"by": "type", "default": NONE, "linear": INT8}, "must be a table with a 'config' table"),
-    ({"by": "type", "default": NONE, "linear": {"config": {**INT8, "weight_frac_width": 9}}}, "weight_frac_width"),
+    ({"by": "type", "default": NONE, "linear": {"config": {**INT8, "weight_frac_width": 41}}}, "weight_frac_width"),
+    ({"by": "type", "default": NONE, "linear": {"config": {**INT8, "weight_frac_width": [4] * 3}}},
+     "3 frac widths for 16 output channels"),
+    ({"by": "type", "default": NONE, "relu": {"config": {"name": "integer", "data_in_width": 4,
+                                                        "data_in_frac_width": [2, 2]}}}, "only weight and bias"),
     ({"by": "type", "default": NONE, "linear": {"config": {**INT8, "name": "posit"}}}, "posit"),
     ({"by": "type", "default": NONE, "linear": {"config": {**INT8, "data_in_width": 0}}}, "data_in_width"),
 ])

@@ -158,7 +158,7 @@ def test_spec_repr_and_direct_construction() -> None:
     assert repr(spec) == "OperandSpec('integer', width=8, frac_width=4)"
     assert OperandSpec("block_fp", width=8, exponent_width=8, block_size=[1, 16]).block_size == (1, 16)
     with pytest.raises(InvalidOperand, match="frac_width"):
-        OperandSpec("integer", width=4, frac_width=5)
+        OperandSpec("integer", width=4, frac_width=37)
     with pytest.raises(InvalidOperand, match="exponent_width.*not a parameter of integer"):
         OperandSpec("integer", width=4, exponent_width=2)
     with pytest.raises(InvalidOperand, match="width.*required"):
@@ -188,8 +188,16 @@ TERNARY = {"name": "ternary", "weight_width": 2}
     ({**INTEGER, "weight_width": 2.5}, "weight_width", "must be an integer"),
     ({**INTEGER, "weight_width": True}, "weight_width", "must be an integer"),
     ({**INTEGER, "weight_width": "8"}, "weight_width", "must be an integer"),
-    ({**INTEGER, "bias_frac_width": -1}, "bias_frac_width", "0..width"),
-    ({**INTEGER, "data_in_frac_width": 9}, "data_in_frac_width", "0..width (8)"),
+    ({**INTEGER, "bias_frac_width": -33}, "bias_frac_width", "-32..width + 32"),
+    ({**INTEGER, "data_in_frac_width": 41}, "data_in_frac_width", "-32..width + 32 (40)"),
+    ({**INTEGER, "weight_frac_width": [3, 4.5]}, "weight_frac_width", "list of integers"),
+    ({**INTEGER, "weight_frac_width": []}, "weight_frac_width", "list of integers"),
+    ({**INTEGER, "weight_frac_width": [3, 41]}, "weight_frac_width", "got 41"),
+    ({**INTEGER, "data_in_frac_width": [3, 4]}, "data_in_frac_width", "only weight and bias have"),
+    ({**INTEGER, "weight_frac_width": "auto"}, "weight_frac_width", "chosen by calibration"),
+    ({**INTEGER, "weight_frac_width": "car"}, "weight_frac_width", "must be an integer"),
+    ({**MINIFLOAT, "weight_frac_width": "auto"}, "weight_frac_width", "does not have"),
+    ({**TERNARY, "weight_frac_width": "auto"}, "weight_frac_width", "valid for: fixed, integer"),
     ({**INTEGER, "data_in_frac_width": 4.0}, "data_in_frac_width", "must be an integer"),
     ({**INTEGER, "weight_is_signed": "no"}, "weight_is_signed", "true or false"),
     ({**INTEGER, "weight_widht": 8}, "weight_widht", "did you mean 'weight_width'"),

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution
-from optuna.trial import TrialState, create_trial
+from optuna.trial import TrialState
 from rich.console import Console
+from tests.helpers.studies import ACCURACY, BITOPS, WIDTHS, add, make_study
 
 from machop.errors import SearchError
 from machop.search import records
@@ -33,41 +33,6 @@ from machop.search.report.files import best_entries, log_entries
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-WIDTHS = [2, 4, 8, 16]
-ACCURACY = {"name": "accuracy", "direction": "maximize", "scale": 1.0}
-BITOPS = {"name": "bitops", "direction": "minimize", "scale": 1e-6}
-
-
-def make_study(objectives: list[dict], storage=None, name: str = "jsc-ptq", choices=None,
-               sum_scaled: bool = False, directions: list[str] | None = None) -> optuna.Study:
-    """A study with the user attributes the strategy records."""
-    directions = directions or [objective["direction"] for objective in objectives]
-    study = optuna.create_study(study_name=name, storage=storage or optuna.storages.InMemoryStorage(),
-                                directions=directions)
-    choices = choices or {"data_in_width": WIDTHS, "weight_width": WIDTHS}
-    study.set_user_attr(records.STUDY_OBJECTIVES, objectives)
-    study.set_user_attr(records.STUDY_SUM_SCALED, sum_scaled)
-    study.set_user_attr(records.STUDY_SPACE, {"name": "quantize", "choices": choices})
-    study.set_user_attr(records.STUDY_MODEL, {"model": "jsc-tiny", "dataset": "jsc", "load_name": None})
-    study.set_user_attr(records.STUDY_CONFIG, {"setup": {"n_trials": 20}})
-    return study
-
-
-def add(study: optuna.Study, params: dict, values=None, metrics=None, feasible: bool = True,
-        state: TrialState = TrialState.COMPLETE, reason: str | None = None) -> None:
-    """One trial recorded like the strategy records it."""
-    choices = study.user_attrs[records.STUDY_SPACE]["choices"]
-    objectives = study.user_attrs[records.STUDY_OBJECTIVES]
-    metrics = metrics or {}
-    attrs = {records.TRIAL_METRICS: metrics, records.TRIAL_CONFIG: dict(params),
-             records.TRIAL_FEASIBLE: feasible, records.TRIAL_SECONDS: 0.1,
-             records.TRIAL_SCALED: {o["name"]: metrics[o["name"]] * o["scale"]
-                                    for o in objectives if o["name"] in metrics}}
-    if reason is not None:
-        attrs[records.TRIAL_FAIL] = reason
-    study.add_trial(create_trial(
-        params=params, distributions={name: CategoricalDistribution(choices[name]) for name in params},
-        values=values, user_attrs=attrs, state=state))
 
 
 def accuracy_of(data_in: int, weight: int) -> float:
@@ -487,7 +452,7 @@ def test_sweep_plot_renders_with_the_base_line(tmp_path):
 def test_search_records_the_float_base_as_an_evaluation_of_the_base_model(cli, tmp_path, checkpoint,
                                                                             monkeypatch):
     import torch
-    from tests.search.test_search import load, search_config
+    from tests.helpers.search import load, search_config
 
     from machop.api import prepare
     from machop.config.schema import RunConfig
@@ -570,3 +535,48 @@ sampler = "random"
 accuracy.scale = 1.0
 accuracy.direction = "maximize"
 """
+
+
+# ---- constraints relative to the float base ------------------------------------------------------
+
+
+def bounded_study(accuracies: list[float]) -> optuna.Study:
+    """A study bounded by accuracy_drop <= 1% against a float base of 0.95, one trial per accuracy."""
+    from machop.search.settings import parse_constraint
+
+    study = make_study([BITOPS])
+    study.set_user_attr(records.STUDY_CONFIG, {"strategy": {"constraints": {"accuracy_drop": "<= 1%"}}})
+    study.set_user_attr(records.STUDY_BASE, {"metrics": {"accuracy": 0.95, "bitops": 1e6}, "values": [1.0]})
+    bound = parse_constraint("accuracy_drop", "<= 1%")
+    for width, accuracy in zip(WIDTHS, accuracies):
+        metrics = {"accuracy": accuracy, "bitops": 1000.0 * width}
+        violation = bound.violation(metrics, {"accuracy": 0.95})
+        add(study, {"weight_width": width}, [metrics["bitops"] * 1e-6], metrics, feasible=violation <= 0)
+        trial = study.trials[-1]
+        study._storage.set_trial_user_attr(trial._trial_id, records.TRIAL_CONSTRAINTS, [violation])
+        study._storage.set_trial_user_attr(trial._trial_id, records.TRIAL_CONSTRAINED,
+                                           {"accuracy_drop": bound.measured(metrics, {"accuracy": 0.95})})
+    return study
+
+
+def test_reports_mark_infeasible_trials_and_say_what_the_bound_means():
+    study = bounded_study([0.90, 0.95, 0.9405, 0.96])  # widths 2, 4, 8, 16: the first breaks the bound
+    assert numbers(best_trials(study)) == [1]  # 2 bits is cheaper but infeasible
+    entry = best_entries(study)["0"]
+    assert entry["feasible"] is True and entry["constraints"] == {"accuracy_drop": 0.0}
+    rows = trial_rows(study)
+    assert [row["feasible"] for row in rows] == [False, True, True, True]
+    assert rows[0]["accuracy_drop"] == pytest.approx(0.05 / 0.95)
+    assert list(rows[0]).index("accuracy_drop") == list(rows[0]).index("feasible") + 1
+    console = Console(record=True, width=220)
+    print_best(study, console)
+    assert ("Constraints: accuracy_drop <= 1% (accuracy >= 0.9405, from the float base's 0.95); "
+            "3 of 4 COMPLETE trials feasible") in console.export_text()
+
+
+def test_without_a_feasible_trial_the_table_names_the_closest():
+    study = bounded_study([0.90, 0.93, 0.92, 0.80])
+    assert best_trials(study) == [] and best_entries(study) == {}
+    caption = str(best_table(study).caption)
+    assert caption.startswith("no feasible COMPLETE trial yet: every COMPLETE trial breaks a constraint; "
+                              "the closest is trial 1 (accuracy_drop 0.02105)")

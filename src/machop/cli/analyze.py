@@ -118,12 +118,26 @@ def analyze_command(
         show_default=False)] = None,
     split: Annotated[str, typer.Option("--split", help="train, validation or test.")] = "validation",
     per_class: Annotated[bool, typer.Option("--per-class", help="Print per-class metrics.")] = False,
+    sensitivity: Annotated[bool, typer.Option(
+        "--sensitivity", help="Layer sensitivity instead: quantize each linear/conv layer alone at each "
+        "width and report the accuracy drop (table, analysis/sensitivity.json and .png).")] = False,
+    widths: Annotated[Optional[str], typer.Option(
+        "--widths", help="Comma-separated widths for --sensitivity (default: the config's search "
+        "space widths, else 2,3,4,6,8).", show_default=False)] = None,
+    frac_width: Annotated[Optional[str], typer.Option(
+        "--frac-width", help="Binary points for --sensitivity: auto (calibrated on data, with the "
+        "config's [passes.quantize.calibration]; the default) or NA (width // 2).",
+        show_default=False)] = None,
 ) -> None:
     """Per-layer params/MACs/BitOPs and a summary of quality, cost, speed, memory and energy."""
     from machop import api
     from machop.metrics.registry import resolve_metric_names
 
     names = resolve_metric_names(metrics.split(",")) if metrics is not None else None
+    if sensitivity or widths is not None or frac_width is not None:
+        _sensitivity(args, names, _width_list(widths), split, num_samples, per_class, sensitivity,
+                     frac_width or "auto")
+        return
     resolved = resolve_and_show(args)
     outcome = api.analyze(resolved.config, names, split=split, num_samples=num_samples)
     if outcome.static_only:
@@ -133,3 +147,64 @@ def analyze_command(
     if per_class and outcome.classification:
         out.print(_per_class_table(outcome.classification))
     out.print(f"Analysis: {outcome.path}")
+
+
+# ---- --sensitivity ------------------------------------------------------------------------------
+
+
+def _width_list(text: str | None) -> list[int] | None:
+    """--widths "2,3,4" as integers; a part that is no integer is a one-line error."""
+    if text is None:
+        return None
+    from machop.errors import ConfigError
+
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts or not all(part.lstrip("-").isdigit() for part in parts):
+        raise ConfigError(f"--widths must be comma-separated integers such as 2,3,4,6,8, got {text!r}")
+    return [int(part) for part in parts]
+
+
+def _sensitivity_options(names: list[str] | None, per_class: bool, sensitivity: bool) -> str:
+    """The metric of a sensitivity analysis; options that do not apply to one are refused."""
+    from machop.errors import ConfigError
+
+    if not sensitivity:
+        raise ConfigError("--widths and --frac-width apply to --sensitivity only; add --sensitivity")
+    if per_class:
+        raise ConfigError("--per-class does not apply to --sensitivity, which reports one metric per layer")
+    if names is not None and len(names) != 1:
+        raise ConfigError(f"--sensitivity measures one metric, got {len(names)} ({', '.join(names)}); "
+                          "give one, e.g. --metrics accuracy")
+    return names[0] if names else "accuracy"
+
+
+def _sensitivity(args: ConfigArgs, names: list[str] | None, widths: list[int] | None, split: str,
+                 num_samples: int | None, per_class: bool, sensitivity: bool, frac_width: str) -> None:
+    from machop import api
+
+    metric = _sensitivity_options(names, per_class, sensitivity)
+    resolved = resolve_and_show(args)
+    outcome = api.sensitivity(resolved.config, widths, split=split, num_samples=num_samples, metric=metric,
+                              frac_width=frac_width)
+    out.print(_sensitivity_table(outcome.result))
+    result = outcome.result
+    out.print(f"Most sensitive at {result.widths[0]} bits: {result.most_sensitive()}. "
+              f"{result.evaluations} quantized models scored in {result.seconds:.1f} s.", highlight=False)
+    out.print(f"Sensitivity: {outcome.json_path}\nHeatmap: {outcome.png_path}")
+
+
+def _sensitivity_table(result: Any) -> Table:
+    """node | op | MACs | one drop column per width, in percentage points."""
+    table = Table(title=f"{result.metric} drop (percentage points) with one layer quantized "
+                        f"(data_in and weight at each width, frac {result.frac}); float "
+                        f"{result.metric} {result.base:.4f} on {result.num_samples} {result.split} samples",
+                  title_justify="left")
+    table.add_column("node", overflow="fold")
+    table.add_column("op")
+    table.add_column("MACs", justify="right", no_wrap=True)
+    for width in result.widths:
+        table.add_column(f"{width} bits", justify="right", no_wrap=True)
+    for node in result.nodes:
+        table.add_row(node, result.kinds[node], f"{result.macs[node]:,}",
+                      *(f"{100 * result.drop(node, width):+.2f}" for width in result.widths))
+    return table

@@ -139,6 +139,11 @@ def flop_counter_flops(graph: Graph) -> int:
     return int(counter.get_total_flops())
 
 
+def node_costs(graph: Graph) -> dict[str, dict[str, Any]]:
+    """Per compute node: params, MACs, FLOPs, element-wise ops and BitOPs (no FLOP counter run)."""
+    return {node.name: _node_analysis(graph, graph.meta[node.name], node) for node in graph.compute_nodes()}
+
+
 def complexity_analysis_pass(graph: Graph, args: dict[str, Any] | None = None) -> tuple[Graph, dict[str, Any]]:
     """Annotate every node with its cost and return the per-node rows and the totals."""
     rows = []

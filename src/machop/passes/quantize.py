@@ -10,8 +10,8 @@ from torch import fx
 from machop.errors import PassError
 from machop.graph.graph import Graph
 from machop.graph.kinds import WEIGHTED_KINDS
-from machop.passes.selection import parse_selection
-from machop.quant.arithmetic import parse_node_config
+from machop.passes.selection import Selection, parse_selection
+from machop.quant.arithmetic import CHANNEL_OPERANDS, parse_node_config
 from machop.quant.modules import (
     BINARY_FUNCTIONS,
     QUANTIZED_MODULES,
@@ -21,6 +21,8 @@ from machop.quant.modules import (
 )
 
 QUANTIZABLE = (*WEIGHTED_KINDS, "relu", "add", "sub", "mul", "matmul", "bmm")
+# Keys of [passes.quantize] that are no node entries: the calibration table of "auto" frac widths.
+RESERVED = ("report", "calibration")
 
 
 def _is_left_alone(config: dict[str, Any] | None) -> bool:
@@ -63,21 +65,57 @@ def _replace_node(graph: Graph, node: fx.Node, kind: str, specs: dict, config: d
     return type(module).__name__
 
 
+def _output_channels(graph: Graph, node: fx.Node) -> int | None:
+    """The output channels of a weighted node: dim 0 of its weight."""
+    meta = graph.meta[node.name]
+    shape = meta.param_shapes.get("weight") if node.op == "call_module" else \
+        (meta.input_shapes[1] if len(meta.input_shapes) > 1 else None)
+    return shape[0] if shape else None
+
+
+def _check_channels(graph: Graph, node: fx.Node, specs: dict) -> None:
+    """A per-channel frac list must give one frac width per output channel of the node."""
+    for operand in CHANNEL_OPERANDS:
+        spec = specs.get(operand)
+        if spec is None or not isinstance(spec.frac_width, tuple):
+            continue
+        channels = _output_channels(graph, node) if graph.meta[node.name].kind in WEIGHTED_KINDS else None
+        if channels is None:
+            raise PassError(f"node {node.name!r}, key '{operand}_frac_width': a list gives one frac "
+                            f"width per output channel, which a {graph.meta[node.name].kind} node does "
+                            "not have; give one integer")
+        if len(spec.frac_width) != channels:
+            raise PassError(f"node {node.name!r}, key '{operand}_frac_width': {len(spec.frac_width)} "
+                            f"frac widths for {channels} output channels; give one per channel")
+
+
+def _frac_text(value: Any) -> str:
+    if isinstance(value, list):  # per channel: the range, not dozens of numbers
+        return f"{min(value)}..{max(value)} per channel" if min(value) != max(value) else f"{value[0]} per channel"
+    return str(value)
+
+
 def _describe(specs: dict) -> str:
     parts = []
     for operand, spec in specs.items():
         if spec is not None:
             record = spec.precision()
-            extra = "".join(f" {k}={v}" for k, v in record.items() if k not in ("type", "width"))
+            extra = "".join(f" {k}={_frac_text(v) if k == 'frac_width' else v}"
+                            for k, v in record.items() if k not in ("type", "width"))
             parts.append(f"{operand}: {record['type']}{record['width']}{extra}")
     return "; ".join(parts)
 
 
+def quantize_selection(graph: Graph, args: dict[str, Any]) -> Selection:
+    """The pass config's `by`, `default` and entries, each entry checked against the graph."""
+    selection = parse_selection("quantize", args, require_default=True, reserved=RESERVED)
+    selection.check_keys([n.name for n in graph.compute_nodes()], QUANTIZABLE)
+    return selection
+
+
 def quantize_transform_pass(graph: Graph, args: dict[str, Any]) -> tuple[Graph, dict[str, Any]]:
     """Quantize the nodes selected by `by`/`default`/entries; returns a new graph and a summary."""
-    selection = parse_selection("quantize", args, require_default=True, reserved=("report",))
-    nodes = graph.compute_nodes()
-    selection.check_keys([n.name for n in nodes], QUANTIZABLE)
+    selection = quantize_selection(graph, args)
     new = graph.copy()
     rows, totals, changed = [], Counter(), Counter()
     for node in new.compute_nodes():
@@ -90,6 +128,7 @@ def quantize_transform_pass(graph: Graph, args: dict[str, Any]) -> tuple[Graph, 
                "new_type": meta.target, "precision": "float32"}
         if not _is_left_alone(config):
             specs = parse_node_config(config, node=node.name, unsigned_data_in=meta.kind == "relu")
+            _check_channels(new, node, specs)
             row["new_type"] = _replace_node(new, node, meta.kind, specs, config)
             row["precision"] = _describe(specs)
             changed[meta.kind] += 1

@@ -18,6 +18,13 @@ Rules (decisions; tests pin them):
 - binary and ternary have fixed widths (1 and 2 bits). MASE configs give them `<op>_width`,
   `<op>_frac_width` and (ternary) `<op>_mean/median/max` statistics; these are accepted and
   have no effect, exactly as in MASE where the quantizers ignore them.
+- An integer frac_width lies in -32..width + 32 (`frac_width_range`): a binary point left of the
+  word (negative) or right of it (beyond width) is what calibration picks for large activations
+  and small weights, and every such grid value is still an exact float32 number. A list of frac
+  widths gives weights and biases one per output channel; activations take one per tensor.
+- `frac_width = "auto"` asks calibration (machop.passes.calibrate) to choose the frac width from
+  data; `parse_node_config` resolves it through the `frac_for` chooser it is given, and refuses
+  it without one, or for an arithmetic without a binary point.
 """
 
 from __future__ import annotations
@@ -40,6 +47,11 @@ OPERANDS = ("data_in", "weight", "bias", "data_out")
 # float32's coarser grid near their bounds; wider formats would be simulated no better.
 MAX_WIDTH = 32
 NONE_STRINGS = ("NA", "na", "none", "None")
+AUTO = "auto"  # frac_width chosen by calibration on data
+# Operands quantized with one frac width per output channel when given a list.
+CHANNEL_OPERANDS = ("weight", "bias")
+# frac, per operand and signedness -> the calibrated frac width(s) of that operand
+FracChooser = Callable[[str, int, bool], "int | tuple[int, ...]"]
 
 
 class InvalidOperand(ValueError):
@@ -68,6 +80,27 @@ def _integer(value: Any) -> int:
 
 def _optional_integer(value: Any) -> int | None:
     return None if _is_none(value) else _integer(value)
+
+
+def frac_width_range(width: int) -> tuple[int, int]:
+    """Smallest and largest frac width of a width-bit integer format: -32 .. width + 32."""
+    return -MAX_WIDTH, width + MAX_WIDTH
+
+
+def _frac_width(value: Any) -> int | tuple[int, ...] | str | None:
+    if _is_none(value):
+        return None
+    if isinstance(value, str) and value == AUTO:
+        return AUTO
+    if isinstance(value, (list, tuple)):
+        if not value or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in value):
+            raise ValueError(f"must be an integer, \"{AUTO}\", \"NA\" or a non-empty list of integers "
+                             f"(one per output channel), got {value!r}")
+        return tuple(int(v) for v in value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"must be an integer, \"{AUTO}\", \"NA\" or a list of integers (one per "
+                         f"output channel), got {value!r} ({type(value).__name__})")
+    return int(value)
 
 
 def _boolean(value: Any) -> bool:
@@ -99,7 +132,7 @@ def _block_size(value: Any) -> tuple[int, ...] | None:
 
 FIELD_TYPES: dict[str, Callable[[Any], Any]] = {
     "width": _integer,
-    "frac_width": _optional_integer,
+    "frac_width": _frac_width,
     "exponent_width": _integer,
     "exponent_bias": _optional_integer,
     "block_size": _block_size,
@@ -126,7 +159,7 @@ class OperandSpec:
 
     arithmetic: str
     width: int | None = None
-    frac_width: int | None = None
+    frac_width: int | tuple[int, ...] | None = None
     exponent_width: int | None = None
     exponent_bias: int | None = None
     block_size: tuple[int, ...] | None = None
@@ -178,7 +211,7 @@ class OperandSpec:
             value = getattr(self, name)
             if name == "width" or (name == "is_signed" and value):
                 continue
-            record[name] = list(value) if name == "block_size" else value
+            record[name] = list(value) if isinstance(value, tuple) else value
         return record
 
     @property
@@ -222,9 +255,16 @@ def _check_exponent_span(spec: OperandSpec, lowest: int, top: int, *, lowest_lim
 
 def _check_integer(spec: OperandSpec) -> None:
     _check_width(spec)
-    if not 0 <= spec.frac_width <= spec.width:
-        raise InvalidOperand("frac_width", f"must be an integer in 0..width ({spec.width}), "
-                                           f"got {spec.frac_width}")
+    if spec.frac_width == AUTO:
+        raise InvalidOperand("frac_width", f"\"{AUTO}\" is chosen by calibration on data, which "
+                                           "this call has none of (machop transform and search "
+                                           "calibrate; in Python, apply_passes(..., data=PassData(...)))")
+    lowest, highest = frac_width_range(spec.width)
+    fracs = spec.frac_width if isinstance(spec.frac_width, tuple) else (spec.frac_width,)
+    for frac in fracs:
+        if not lowest <= frac <= highest:
+            raise InvalidOperand("frac_width", f"must be an integer in {lowest}..width + {MAX_WIDTH} "
+                                               f"({highest}), got {frac}")
 
 
 def _check_minifloat_ieee(spec: OperandSpec) -> None:
@@ -376,10 +416,18 @@ def _is_bypassed(config: Mapping[str, Any], node: str) -> bool:
     return bypass
 
 
+def _without_binary_point(node: str, key: str, arith: Arithmetic) -> PassError:
+    with_point = sorted(name for name, a in ARITHMETICS.items() if "frac_width" in a.params)
+    return _fail(node, key, f"\"{AUTO}\" calibrates a binary point, which the {arith.name} "
+                            f"arithmetic does not have (\"{AUTO}\" is valid for: {', '.join(with_point)})")
+
+
 def _check_known_keys(config: Mapping[str, Any], arith: Arithmetic, operands: Iterable[str],
                       node: str) -> None:
     valid = {"name", "bypass"} | {f"{op}_{f}" for op in operands for f in arith.fields}
     for key in config:
+        if str(key).endswith("_frac_width") and config[key] == AUTO and "frac_width" not in arith.params:
+            raise _without_binary_point(node, str(key), arith)
         if key not in valid:
             raise _fail(node, str(key), f"unknown key for the {arith.name} arithmetic"
                                         f"{did_you_mean(key, valid)} "
@@ -402,27 +450,49 @@ def _operand_values(config: Mapping[str, Any], arith: Arithmetic, operand: str,
             value = FIELD_TYPES[f](raw)
         except ValueError as error:
             raise _fail(node, f"{operand}_{f}", str(error)) from None
+        if f == "frac_width" and value == AUTO and "frac_width" not in arith.params:
+            raise _without_binary_point(node, f"{operand}_{f}", arith)
+        if f == "frac_width" and isinstance(value, tuple) and operand not in CHANNEL_OPERANDS:
+            raise _fail(node, f"{operand}_{f}", "a list gives one frac width per output channel, "
+                                                f"which only {' and '.join(CHANNEL_OPERANDS)} have; "
+                                                f"{operand} takes one integer (or \"{AUTO}\")")
         if f not in arith.ignored and value is not None:
             values[f] = value
     return values
 
 
+def _calibrated(values: dict[str, Any], arith: Arithmetic, operand: str,
+                frac_for: FracChooser | None) -> dict[str, Any]:
+    """`values` with frac_width "auto" replaced by the chooser's frac width(s)."""
+    if values.get("frac_width") != AUTO:
+        return values
+    if frac_for is None:
+        return values  # OperandSpec refuses "auto" with a message saying how to calibrate
+    spec = OperandSpec(arith.name, **{k: v for k, v in values.items() if k != "frac_width"})
+    return {**values, "frac_width": frac_for(operand, spec.width, spec.is_signed)}
+
+
 def _operand_spec(config: Mapping[str, Any], arith: Arithmetic, operand: str, node: str,
-                  unsigned: bool) -> OperandSpec | None:
+                  unsigned: bool, frac_for: FracChooser | None = None) -> OperandSpec | None:
     values = _operand_values(config, arith, operand, node)
     if values is None:
         return None
     if unsigned and "is_signed" in arith.params:
         values.setdefault("is_signed", False)
     try:
-        return OperandSpec(arith.name, **values)
+        return OperandSpec(arith.name, **_calibrated(values, arith, operand, frac_for))
     except InvalidOperand as error:
         raise _fail(node, f"{operand}_{error.field}", error.message) from None
 
 
 def parse_node_config(config: Mapping[str, Any], *, node: str, operands: Iterable[str] = OPERANDS,
-                      unsigned_data_in: bool = False) -> dict[str, OperandSpec | None]:
-    """Per operand, the OperandSpec a MASE node config asks for (None: the operand stays float)."""
+                      unsigned_data_in: bool = False,
+                      frac_for: FracChooser | None = None) -> dict[str, OperandSpec | None]:
+    """Per operand, the OperandSpec a MASE node config asks for (None: the operand stays float).
+
+    `frac_for(operand, width, is_signed)` gives the frac width(s) of an operand whose
+    frac_width is "auto"; without it "auto" is an error.
+    """
     operands = tuple(operands)
     if not isinstance(config, Mapping):
         raise PassError(f"node {node!r}: the quantize config must be a table, "
@@ -435,7 +505,7 @@ def parse_node_config(config: Mapping[str, Any], *, node: str, operands: Iterabl
         return left_alone
     known = tuple(dict.fromkeys((*OPERANDS, *operands)))
     _check_known_keys(config, arith, known, node)
-    specs = {op: _operand_spec(config, arith, op, node, unsigned_data_in and op == "data_in")
+    specs = {op: _operand_spec(config, arith, op, node, unsigned_data_in and op == "data_in", frac_for)
              for op in known}
     if all(spec is None for spec in specs.values()):
         example = ", ".join(f"data_in_{f}" for f in arith.required) or "data_in_stochastic"
@@ -444,5 +514,5 @@ def parse_node_config(config: Mapping[str, Any], *, node: str, operands: Iterabl
     return {op: specs[op] for op in operands}
 
 
-__all__ = ["ARITHMETICS", "OPERANDS", "Arithmetic", "InvalidOperand", "OperandSpec",
-           "parse_node_config"]
+__all__ = ["ARITHMETICS", "AUTO", "CHANNEL_OPERANDS", "OPERANDS", "Arithmetic", "FracChooser",
+           "InvalidOperand", "OperandSpec", "frac_width_range", "parse_node_config"]

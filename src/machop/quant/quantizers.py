@@ -21,6 +21,7 @@ Semantics follow MASE (`chop.nn.quantizers`) with these deliberate differences, 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from decimal import Decimal, getcontext
 from functools import partial
@@ -146,9 +147,33 @@ def _integer(x: Tensor, width: int, frac_width: int, is_signed: bool) -> Tensor:
     return _back_to_input_dtype(q, x)
 
 
-def integer_quantize(x: Tensor, width: int, frac_width: int | None = None,
+def channel_scales(frac_widths: Sequence[int], like: Tensor) -> Tensor:
+    """2^f per output channel, shaped to broadcast along dim 0 of `like` (exact powers of two)."""
+    y = _in_compute_dtype(like)
+    if y.dim() == 0 or y.shape[0] != len(frac_widths):
+        raise ValueError(f"per-channel frac widths: {len(frac_widths)} given for a tensor of shape "
+                         f"{tuple(like.shape)}, whose dim 0 (output channels) must match")
+    exponents = torch.tensor(list(frac_widths), dtype=_LAYOUT[y.dtype][0], device=y.device)
+    return _pow2(exponents, y.dtype).view(-1, *([1] * (y.dim() - 1)))
+
+
+def _integer_per_channel(x: Tensor, width: int, frac_width: tuple[int, ...], is_signed: bool) -> Tensor:
+    lo, hi = integer_range(width, is_signed)
+    # The same exact operations as the per-tensor path, with one 2^f per row of dim 0.
+    scale = channel_scales(frac_width, x)
+    q = torch.mul(_in_compute_dtype(x), scale).round_().clamp_(lo, hi).div_(scale)
+    return _back_to_input_dtype(q, x)
+
+
+def integer_quantize(x: Tensor, width: int, frac_width: int | Sequence[int] | None = None,
                      is_signed: bool = True) -> Tensor:
-    """Fixed point: clamp(round_half_even(x * 2^f), lo, hi) / 2^f, f = width // 2 by default."""
+    """Fixed point: clamp(round_half_even(x * 2^f), lo, hi) / 2^f, f = width // 2 by default.
+
+    A sequence of frac widths gives each output channel (each index of dim 0) its own f.
+    """
+    if frac_width is not None and not isinstance(frac_width, numbers.Integral):
+        return _straight_through(x, partial(_integer_per_channel, width=width,
+                                            frac_width=tuple(frac_width), is_signed=is_signed))
     frac = width // 2 if frac_width is None else frac_width
     return _straight_through(x, partial(_integer, width=width, frac_width=frac, is_signed=is_signed))
 

@@ -115,9 +115,12 @@ class Evaluation:
 class EvaluationCache:
     """Objective values by configuration; a configuration is evaluated on its first request only."""
 
-    def __init__(self, evaluator: TrialEvaluator) -> None:
+    def __init__(self, evaluator: TrialEvaluator, reference: dict[str, Any] | None = None,
+                 study_attrs: dict[str, Any] | None = None) -> None:
         self.evaluator = evaluator
         self.settings = evaluator.settings
+        self.reference = reference  # the float base's metrics, for drop constraints
+        self.study_attrs = study_attrs or {}  # what a search's study records (samplers such as greedy read it)
         self.entries: dict[str, Evaluation] = {}
 
     def get(self, sample: dict[str, Any]) -> tuple[str, Evaluation, float]:
@@ -146,7 +149,8 @@ class EvaluationCache:
         except Exception as exc:  # noqa: BLE001 - recorded; the sampler sees a FAIL trial
             return Evaluation(dict(sample), None, metrics, [], time.perf_counter() - started,
                               exception_line(exc, REASON_CHARS))
-        return Evaluation(dict(sample), values[0], metrics, constraint_violations(metrics, settings),
+        return Evaluation(dict(sample), values[0], metrics,
+                          constraint_violations(metrics, settings, self.reference),
                           time.perf_counter() - started)
 
     def all_configs(self) -> Iterable[dict[str, Any]]:
@@ -219,6 +223,8 @@ def run_sampler(cache: EvaluationCache, name: str, seed: int, budget: int, direc
     sampler = build_sampler(name, seed, evaluator.space.choices())
     study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sampler,
                                 directions=[direction])
+    for key, value in cache.study_attrs.items():
+        study.set_user_attr(key, value)
     run = Run(name, seed)
     seen: set[str] = set()
     state = {"last": 0.0, "spent": 0.0, "best": None}
@@ -230,9 +236,10 @@ def run_sampler(cache: EvaluationCache, name: str, seed: int, budget: int, direc
         run.new_config.append(key not in seen)
         run.eval_seconds.append(entry.seconds if key not in seen else 0.0)
         seen.add(key)
+        trial.set_user_attr(records.TRIAL_METRICS, entry.metrics)  # as a search records it
         for constraint, violation in zip(cache.settings.constraints, entry.violations):
             # Optuna's constraint-aware samplers read these (<= 0: satisfied).
-            trial.set_constraint(f"{constraint.metric} {constraint.op} {constraint.bound:g}", violation)
+            trial.set_constraint(constraint.label, violation)
         if entry.value is None:
             raise SearchError(entry.error or "evaluation failed")
         return entry.value
@@ -299,6 +306,8 @@ class Comparison:
     best_value: float | None = None
     best_key: str | None = None
     seconds: float = 0.0
+    constraints: list[str] = field(default_factory=list)  # their labels, e.g. "accuracy_drop <= 1%"
+    base: dict[str, Any] | None = None  # the float base's metrics, when a drop constraint measured them
 
     @property
     def best(self) -> Evaluation | None:
@@ -335,6 +344,8 @@ class Comparison:
                             "seconds_total": sum(e.seconds for e in evaluated),
                             "mean_seconds": statistics.fmean(e.seconds for e in evaluated) if evaluated else 0.0},
             "seconds": self.seconds,
+            "constraints": self.constraints,
+            "base": self.base,
             "timing_note": ("seconds = sampler_seconds (measured) + eval_seconds (the configuration's one "
                             "real evaluation, charged when new to the run, 0 for a repeat within the run)"),
             "summary": summary,
@@ -351,7 +362,8 @@ def compare(setup: SearchSetup, samplers: Sequence[str], repeats: int, budget: i
     started = time.perf_counter()
     settings, evaluator = setup.settings, setup.evaluator
     direction = settings.directions[0]
-    cache = EvaluationCache(evaluator)
+    reference = evaluator.evaluate_base()["metrics"] if settings.needs_base else None
+    cache = EvaluationCache(evaluator, reference, setup.attrs)
     runs: dict[str, list[Run]] = {name: [] for name in samplers}
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed evaluations are in results.json
@@ -377,7 +389,8 @@ def compare(setup: SearchSetup, samplers: Sequence[str], repeats: int, budget: i
                       dataset=str(model.get("dataset")),
                       objectives=[asdict(o) for o in settings.objectives], direction=direction,
                       budget=budget, repeats=repeats, runs=runs, cache=cache, best_value=best[1].value,
-                      best_key=best[0], seconds=time.perf_counter() - started)
+                      best_key=best[0], seconds=time.perf_counter() - started,
+                      constraints=[c.label for c in settings.constraints], base=reference)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from machop.search import records
 from machop.search.claims import claim_grid_point
 from machop.search.objective import (
     config_key,
+    constrained_values,
     constraint_violations,
     finite,
     objective_values,
@@ -38,6 +39,7 @@ class TrialEvaluator:
     settings: StrategySettings
     run: RunContext
     claim_patience: float | None = None  # set for exhaustive samplers: workers claim grid points
+    reference: dict[str, Any] | None = None  # the float base's metrics, once a drop constraint read them
 
     def sample(self, trial: optuna.Trial) -> dict[str, Any]:
         """One categorical suggestion per space parameter."""
@@ -56,6 +58,8 @@ class TrialEvaluator:
             return self._reuse(trial, earlier)
         started = time.perf_counter()
         candidate = self.space.build(sample, self.base)
+        if candidate.derived:
+            trial.set_user_attr(records.TRIAL_DERIVED, candidate.derived)
         self.run.report_epoch = self._pruning_reporter(trial)
         metrics = run_all(self.runners, candidate.graph, self.run, candidate.train_overrides)
         return self._record(trial, metrics, time.perf_counter() - started)
@@ -70,16 +74,39 @@ class TrialEvaluator:
         values = objective_values(metrics, self.settings)
         if not finite(values):
             raise TrialFailed(f"objective is not finite: {values}")
-        violations = constraint_violations(metrics, self.settings)
+        base = self.reference_metrics(trial.study)
+        violations = constraint_violations(metrics, self.settings, base)
         trial.set_user_attr(records.TRIAL_SCALED, scaled_metrics(metrics, self.settings))
         trial.set_user_attr(records.TRIAL_FEASIBLE, all(v <= 0 for v in violations))
         trial.set_user_attr(records.TRIAL_CONSTRAINTS, violations)
+        if self.settings.constraints:
+            trial.set_user_attr(records.TRIAL_CONSTRAINED, constrained_values(metrics, self.settings, base))
         for constraint, violation in zip(self.settings.constraints, violations):
-            trial.set_constraint(f"{constraint.metric} {constraint.op} {constraint.bound:g}", violation)
+            trial.set_constraint(constraint.label, violation)
         return values
+
+    def reference_metrics(self, study: optuna.Study) -> dict[str, Any] | None:
+        """The float base model's metrics, which drop constraints are measured against (None: none is).
+
+        Read once from the study (records.STUDY_BASE). A worker that joined before the study's
+        first process recorded the base evaluates and records it itself: the same model scored
+        the same way, so both records agree.
+        """
+        if not self.settings.needs_base:
+            return None
+        if self.reference is None:
+            record = study.user_attrs.get(records.STUDY_BASE)
+            if not isinstance(record, dict):
+                record = self.evaluate_base()
+                study.set_user_attr(records.STUDY_BASE, record)
+            metrics = record.get("metrics")
+            self.reference = dict(metrics) if isinstance(metrics, dict) else {}  # failed: every drop unknown
+        return self.reference
 
     def _reuse(self, trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> list[float]:
         trial.set_user_attr(records.TRIAL_CACHED_FROM, earlier.number)
+        if records.TRIAL_DERIVED in earlier.user_attrs:
+            trial.set_user_attr(records.TRIAL_DERIVED, earlier.user_attrs[records.TRIAL_DERIVED])
         return self._record(trial, dict(earlier.user_attrs[records.TRIAL_METRICS]), 0.0)
 
     def evaluate_base(self) -> dict[str, Any]:
@@ -109,7 +136,7 @@ def base_record(metrics: dict[str, Any], settings: StrategySettings, seconds: fl
     """STUDY_BASE: the metrics, and objective values and scaled metrics where they are finite."""
     usable = first_nan(metrics, [o.name for o in settings.objectives]) is None
     values = objective_values(metrics, settings) if usable else None
-    violations = constraint_violations(metrics, settings)
+    violations = constraint_violations(metrics, settings, metrics)  # the base is its own reference
     return {"metrics": metrics, "values": values if values is not None and finite(values) else None,
             "scaled": scaled_metrics(metrics, settings) if usable else {},
             "feasible": all(v <= 0 for v in violations), "seconds": seconds}

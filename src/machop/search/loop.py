@@ -10,6 +10,7 @@ import optuna
 from machop.search import records
 from machop.search.claims import Unclaimed, claim_budget_slot, claimed_trials, counted_trials
 from machop.search.evaluator import TrialEvaluator
+from machop.search.samplers import search_finished
 from machop.search.study import requeue, requeue_dead
 from machop.search.workers import worker_id
 
@@ -46,7 +47,8 @@ def _objective(evaluate: TrialEvaluator, budget: int, worker: str) -> Callable[[
 def run_trials(study: optuna.Study, evaluate: TrialEvaluator, budget: int, *,
                timeout: float | None = None, on_trial: TrialDone | None = None,
                grace_period: float = 40, poll: float = 0.5) -> int:
-    """Evaluate trials until `budget` trials count in the study or `timeout` seconds pass.
+    """Evaluate trials until `budget` trials count in the study, `timeout` seconds pass or the
+    sampler has nothing left to propose (a greedy path that has ended).
 
     When the remaining budget is taken by trials running elsewhere, waits for them: if their
     worker dies, their configuration is queued again and this worker picks it up.
@@ -59,13 +61,14 @@ def run_trials(study: optuna.Study, evaluate: TrialEvaluator, budget: int, *,
         if on_trial is not None:
             on_trial(study, trial)
         requeue_dead(study, grace_period)
-        if claimed_trials(study) >= budget:
+        if claimed_trials(study) >= budget or search_finished(study):
             study.stop()
 
     while True:
         requeue_dead(study, grace_period)
         remaining = None if deadline is None else deadline - time.monotonic()
-        if counted_trials(study) >= budget or (remaining is not None and remaining <= 0):
+        if counted_trials(study) >= budget or (remaining is not None and remaining <= 0) \
+                or search_finished(study):
             break
         if claimed_trials(study) >= budget:
             time.sleep(poll if remaining is None else min(poll, remaining))

@@ -29,9 +29,10 @@ def objective_values(metrics: dict[str, float | None], settings: StrategySetting
     return list(scaled.values())
 
 
-def constraint_violations(metrics: dict[str, float | None], settings: StrategySettings) -> list[float]:
-    """Per constraint: <= 0 when satisfied."""
-    return [c.violation(metrics.get(c.metric)) for c in settings.constraints]
+def constraint_violations(metrics: dict[str, float | None], settings: StrategySettings,
+                          base: dict[str, Any] | None = None) -> list[float]:
+    """Per constraint: <= 0 when satisfied; drops are measured against `base`, the float base's metrics."""
+    return [c.violation(metrics, base) for c in settings.constraints]
 
 
 def config_key(sample: dict[str, Any]) -> str:
@@ -43,3 +44,9 @@ def config_key(sample: dict[str, Any]) -> str:
 def finite(values: list[float]) -> bool:
     """True when every value is a finite number."""
     return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def constrained_values(metrics: dict[str, float | None], settings: StrategySettings,
+                       base: dict[str, Any] | None = None) -> dict[str, float | None]:
+    """Per constraint key, the bounded quantity: the metric, or its drop below `base`."""
+    return {c.key: c.measured(metrics, base) for c in settings.constraints}

@@ -1,8 +1,9 @@
 """Sampler registry: a name in [search.strategy.setup] maps to one Optuna sampler, seeded.
 
 Each entry is a factory whose docstring describes the sampler; whether a sampler is exhaustive
-(visits every configuration once) is part of the entry. Optuna is imported only when a sampler
-is built, so listing the registry stays light.
+(visits every configuration once) and what it needs of the strategy (a check run with the other
+checks of [search.strategy]) are part of the entry. Optuna is imported only when a sampler is
+built, so listing the registry stays light.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ from machop.docstrings import summary
 from machop.errors import SearchError, unknown_name
 
 if TYPE_CHECKING:
+    import optuna
     from optuna.samplers import BaseSampler
 
+    from machop.search.settings import StrategySettings
+
 SamplerFactory = Callable[[int, dict[str, list[Any]]], "BaseSampler"]
+StrategyCheck = Callable[["StrategySettings"], None]
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class SamplerEntry:
 
     factory: SamplerFactory
     exhaustive: bool = False  # visits each configuration once, so a search stops at the space size
+    check: StrategyCheck | None = None  # raises SearchError for a strategy the sampler cannot follow
 
     @property
     def description(self) -> str:
@@ -86,6 +92,20 @@ def _bruteforce(seed: int, choices: dict[str, list[Any]]) -> BaseSampler:
     return _samplers().BruteForceSampler(seed=seed)
 
 
+def _greedy(seed: int, choices: dict[str, list[Any]]) -> BaseSampler:
+    """Sensitivity-guided greedy bit allocation: lower the cheapest step per cost saved, down to the bound."""
+    from machop.search.greedy import GreedySampler
+
+    return GreedySampler(choices)
+
+
+def _greedy_check(settings: StrategySettings) -> None:
+    """The greedy search needs a cost objective to lower and a quality metric to watch."""
+    from machop.search.greedy import check_settings
+
+    check_settings(settings)
+
+
 SAMPLERS: dict[str, SamplerEntry] = {
     "random": SamplerEntry(_random),
     "tpe": SamplerEntry(_tpe),
@@ -96,6 +116,7 @@ SAMPLERS: dict[str, SamplerEntry] = {
     "qmc": SamplerEntry(_qmc),
     "grid": SamplerEntry(_grid, exhaustive=True),
     "bruteforce": SamplerEntry(_bruteforce, exhaustive=True),
+    "greedy": SamplerEntry(_greedy, check=_greedy_check),
 }
 
 EXHAUSTIVE = tuple(name for name, entry in SAMPLERS.items() if entry.exhaustive)
@@ -118,3 +139,16 @@ def build_sampler(name: str, seed: int, choices: dict[str, list[Any]]) -> BaseSa
     if key not in SAMPLERS:
         raise SearchError(unknown_name("sampler", name, SAMPLERS))
     return _quietly(SAMPLERS[key].factory)(seed, choices)
+
+
+def check_strategy(name: str, settings: StrategySettings) -> None:
+    """Refuse a strategy that the named sampler cannot follow (e.g. greedy without a cost objective)."""
+    entry = SAMPLERS.get(name.lower())
+    if entry is not None and entry.check is not None:
+        entry.check(settings)
+
+
+def search_finished(study: optuna.Study) -> bool:
+    """True when the study's sampler has nothing left to propose (a greedy path that has ended)."""
+    finished = getattr(study.sampler, "finished", None)
+    return bool(finished(study)) if callable(finished) else False

@@ -4,7 +4,9 @@ MASE's keys are kept: `setup.{sampler, n_trials, n_jobs, timeout, sum_scaled_met
 direction}`, `sw_runner.<name>`, `hw_runner.<name>`, `metrics.<name>.{scale, direction}`, and
 `name = "bruteforce"` meaning an exhaustive search. machop adds `setup.pruner`,
 `setup.seed`, `setup.heartbeat_interval`/`setup.grace_period` (how fast workers sharing a database
-notice a dead one) and `[search.strategy.constraints]`.
+notice a dead one) and `[search.strategy.constraints]`: a bound on a metric (`bitops = "<= 1e5"`)
+or on how far a metric to maximize falls below the float base model's (`accuracy_drop = "<= 0.01"`
+absolute, `"<= 1%"` relative to the base's value).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ SETUP_KEYS = ("sampler", "n_trials", "n_jobs", "timeout", "sum_scaled_metrics", 
 STRATEGY_KEYS = ("name", "eval_mode", "setup", "sw_runner", "hw_runner", "metrics", "constraints")
 SPLITS = {"train_dataloader": "train", "val_dataloader": "validation", "test_dataloader": "test",
           "train": "train", "val": "validation", "validation": "validation", "test": "test"}
-CONSTRAINT = re.compile(r"^\s*(<=|>=|<|>)\s*([-+0-9.eE_]+)\s*$")
+CONSTRAINT = re.compile(r"^\s*(<=|>=|<|>)\s*([-+0-9.eE_]+)\s*(%?)\s*$")
+DROP_SUFFIX = "_drop"
+BOUND_TOLERANCE = 1e-9  # relative: a value this close to its bound meets it
 
 
 @dataclass(frozen=True)
@@ -39,17 +43,54 @@ class Objective:
 
 @dataclass(frozen=True)
 class Constraint:
-    """`metric <= bound` or `metric >= bound`; violated trials are infeasible."""
+    """`metric <= bound`, `metric >= bound`, or a bound on the metric's drop below the float base.
+
+    A drop is `base - value` (`relative`: as a fraction of the base's value, written "<= 1%"),
+    where base is the float base model's value of the metric, measured once per study.
+    """
 
     metric: str
     op: str
     bound: float
+    drop: bool = False
+    relative: bool = False
 
-    def violation(self, value: float | None) -> float:
+    @property
+    def key(self) -> str:
+        """The key as written in [search.strategy.constraints]: `bitops` or `accuracy_drop`."""
+        return self.metric + DROP_SUFFIX if self.drop else self.metric
+
+    @property
+    def label(self) -> str:
+        """`accuracy_drop <= 1%`: the constraint's name in Optuna's records and in reports."""
+        bound = f"{self.bound * 100:g}%" if self.relative else f"{self.bound:g}"
+        return f"{self.key} {self.op} {bound}"
+
+    def measured(self, metrics: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> float | None:
+        """The bounded quantity: the metric, or its (relative) drop below `base`; None if unknown."""
+        value = _number(metrics.get(self.metric))
+        if not self.drop or value is None:
+            return value
+        reference = _number((base or {}).get(self.metric))
+        if reference is None or (self.relative and reference == 0):
+            return None
+        return (reference - value) / abs(reference) if self.relative else reference - value
+
+    def violation(self, metrics: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> float:
         """<= 0 when satisfied, the amount of violation otherwise (Optuna's convention)."""
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        value = self.measured(metrics, base)
+        if value is None:
             return math.inf
-        return value - self.bound if self.op.startswith("<") else self.bound - value
+        excess = value - self.bound if self.op.startswith("<") else self.bound - value
+        # A drop of exactly the bound (0.95 - 0.94 <= 0.01) must not fail by a rounding error.
+        return 0.0 if abs(excess) <= BOUND_TOLERANCE * max(1.0, abs(self.bound)) else excess
+
+
+def _number(value: Any) -> float | None:
+    """The value as a float when it is a finite number, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 @dataclass
@@ -70,6 +111,11 @@ class StrategySettings:
     sw_runners: dict[str, dict[str, Any]] = field(default_factory=dict)
     hw_runners: dict[str, dict[str, Any]] = field(default_factory=dict)
     constraints: list[Constraint] = field(default_factory=list)
+
+    @property
+    def needs_base(self) -> bool:
+        """True when a constraint is measured against the float base model."""
+        return any(constraint.drop for constraint in self.constraints)
 
     @property
     def multi_objective(self) -> bool:
@@ -131,20 +177,60 @@ def _objectives(metrics: Any) -> list[Objective]:
     return objectives
 
 
-def _constraints(table: Any) -> list[Constraint]:
+def constraint_keys() -> list[str]:
+    """Every valid key of [search.strategy.constraints]: metric names, then `<metric>_drop`."""
     from machop.metrics.registry import METRICS
 
+    return [*METRICS, *(name + DROP_SUFFIX for name, m in METRICS.items() if m.direction == "maximize")]
+
+
+def _constraint_target(name: str) -> tuple[str, bool]:
+    """(metric, is a drop) of a constraint key; an unknown key or a drop of a minimized metric fails."""
+    from machop.metrics.registry import METRICS
+
+    if name in METRICS:
+        return name, False
+    metric = name.removesuffix(DROP_SUFFIX)
+    if name.endswith(DROP_SUFFIX) and metric in METRICS:
+        if METRICS[metric].direction != "maximize":
+            drops = ", ".join(key for key in constraint_keys() if key.endswith(DROP_SUFFIX))
+            raise _fail(f"constraints.{name}", f"{metric!r} is minimized, so it has no drop; bound it "
+                                               f"directly, e.g. {metric} = \"<= 1e6\" (drops: {drops})")
+        return metric, True
+    raise _fail(f"constraints.{name}", unknown_name("metric", name, constraint_keys()))
+
+
+def parse_constraint(name: str, text: Any) -> Constraint:
+    """One [search.strategy.constraints] entry: `metric = ">= 0.9"` or `metric_drop = "<= 1%"`."""
+    metric, drop = _constraint_target(name)
+    path = f"constraints.{name}"
+    match = CONSTRAINT.match(str(text)) if isinstance(text, str) else None
+    bound = _number(_float_or_none(match.group(2))) if match else None
+    example = '"<= 0.01" (absolute) or "<= 1%" (relative to the float base)' if drop \
+        else '">= 0.9" or "<= 1e6"'
+    if match is None or bound is None:
+        raise _fail(path, f"must be a comparison with a number, like {example}, got {text!r}")
+    op, percent = match.group(1), match.group(3) == "%"
+    if drop and not op.startswith("<"):
+        raise _fail(path, f"a drop below the float base is bounded from above, like {example}, got {text!r}")
+    if percent and not drop:
+        raise _fail(path, f"a percentage bounds a drop relative to the float base model "
+                          f"({metric}_drop = \"<= 1%\"); bound {metric} with a number, like {example}, "
+                          f"got {text!r}")
+    return Constraint(metric, op, bound / 100 if percent else bound, drop=drop, relative=percent)
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _constraints(table: Any) -> list[Constraint]:
     if not isinstance(table, dict):
         raise _fail("constraints", f"must be a table like accuracy = \">= 0.9\", got {table!r}")
-    constraints = []
-    for name, text in table.items():
-        if name not in METRICS:
-            raise _fail(f"constraints.{name}", unknown_name("metric", name, METRICS))
-        match = CONSTRAINT.match(str(text))
-        if not match:
-            raise _fail(f"constraints.{name}", f"must look like \">= 0.9\" or \"<= 1e6\", got {text!r}")
-        constraints.append(Constraint(name, match.group(1), float(match.group(2))))
-    return constraints
+    return [parse_constraint(name, text) for name, text in table.items()]
 
 
 def _runners(table: Any, path: str) -> dict[str, dict[str, Any]]:

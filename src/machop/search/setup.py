@@ -19,7 +19,7 @@ from machop.search import records
 from machop.search.evaluator import TrialEvaluator
 from machop.search.pruners import build_pruner
 from machop.search.runners import BasicTrain, RunContext, build_runners, check_metrics_produced
-from machop.search.samplers import EXHAUSTIVE, build_sampler
+from machop.search.samplers import EXHAUSTIVE, build_sampler, check_strategy
 from machop.search.settings import StrategySettings, parse_strategy
 
 if TYPE_CHECKING:
@@ -92,6 +92,8 @@ class SearchSetup:
         section = search_section(config)
         given = {key: value for key, value in (overrides or {}).items() if value is not None}
         settings, runners = _checked_strategy(section.strategy, given, single_objective_for)
+        for name in dict.fromkeys([settings.sampler, *samplers]):
+            check_strategy(name, settings)  # e.g. greedy without a cost objective, before the model loads
         resolved, base, space, run = _loaded(config, section.space)
         exhaustive = settings.sampler in EXHAUSTIVE
         evaluator = TrialEvaluator(space=space, base=base, runners=runners, settings=settings, run=run,
@@ -178,7 +180,7 @@ def _checked_strategy(strategy: dict[str, Any], overrides: dict[str, Any],
 
 def _loaded(config: RunConfig, space_table: dict[str, Any]) -> tuple[RunConfig, Graph, SearchSpace, RunContext]:
     """Load the model and dataset, trace the base graph and build the space over it."""
-    from machop.api import prepare
+    from machop.api import pass_data, prepare
     from machop.data.batches import example_batch
     from machop.graph import Graph
     from machop.search.spaces import build_space
@@ -187,6 +189,7 @@ def _loaded(config: RunConfig, space_table: dict[str, Any]) -> tuple[RunConfig, 
     prepared = prepare(config)
     base = Graph(prepared.model, example_batch(prepared.dataset.validation))
     space = build_space(space_table, base)
+    space.use_data(pass_data(prepared.config, prepared.dataset))  # "auto" frac widths calibrate on it
     train = TrainSettings.from_config(prepared.config).__dict__
     run = RunContext(dataset=prepared.dataset, accelerator=prepared.config.accelerator,
                      train_defaults={k: v for k, v in train.items() if k != "accelerator"})

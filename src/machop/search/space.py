@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from machop.graph.graph import Graph
+from machop.passes.registry import PassData
 
 
 @dataclass
@@ -21,6 +22,9 @@ class Candidate:
     graph: Graph
     passes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     train_overrides: dict[str, Any] = field(default_factory=dict)
+    # What the space chose beyond the sample, e.g. calibrated frac widths {"<node>/<key>": value};
+    # recorded with the trial.
+    derived: dict[str, Any] = field(default_factory=dict)
 
 
 class SearchSpace(ABC):
@@ -43,6 +47,9 @@ class SearchSpace(ABC):
     @abstractmethod
     def build(self, sample: dict[str, Any], base: Graph) -> Candidate:
         """The candidate for `sample` (one value per parameter), built from `base` (untouched)."""
+
+    def use_data(self, data: PassData) -> None:
+        """Give the space the run's data (for calibration); checks what it needs, before any trial."""
 
     def size(self) -> int:
         """Number of distinct points."""

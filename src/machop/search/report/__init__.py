@@ -18,6 +18,11 @@ def print_best(study: optuna.Study, console: Console | None = None) -> None:
         from machop.console import out as console
     # Narrow terminals get objectives and configurations; trials.csv and report.html have the rest.
     console.print(add_base_row(best_table(study, compact=console.width < 140), study))
+    from machop.search.report.study_info import constraints_line
+
+    line = constraints_line(study)
+    if line is not None:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     from machop.search.report.sweep import sweep_table
 
     table = sweep_table(study)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from machop.search.report.figures import PALETTE, figure_style, new_figure, save_png
+from machop.figures import PALETTE, figure_style, new_figure, save_png
 
 if TYPE_CHECKING:
     from rich.table import Table

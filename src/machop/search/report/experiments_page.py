@@ -17,6 +17,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -33,7 +34,7 @@ from machop.errors import MachopError
 from machop.io_atomic import write_json_atomic, write_text_atomic
 from machop.search import records
 from machop.search.report import study_info as info
-from machop.search.report.tables import best_trials
+from machop.search.report.tables import best_trials, compact_config
 
 TIMINGS_FILE = "timings.json"
 BLOCK = re.compile(r"(<!-- results:(?P<key>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=key) -->)", re.S)
@@ -48,6 +49,7 @@ class Step:
     command: str
     example: str
     figures: tuple[tuple[str, str], ...]  # (file under the project folder, name in the figures folder)
+    args: tuple[str, ...] = ()  # further flags of the command, as a reader types them
 
     def config_path(self, root: Path) -> Path:
         """examples/<example>.toml under the repository root."""
@@ -59,7 +61,7 @@ class Step:
 
     def shown_command(self) -> str:
         """The command as a reader would type it."""
-        return f"machop {self.command} --config examples/{self.example}.toml"
+        return " ".join(["machop", self.command, "--config", f"examples/{self.example}.toml", *self.args])
 
 
 STEPS = (
@@ -77,6 +79,9 @@ STEPS = (
          (("search/plots/heatmaps.png", "exp4_width_nonuniform_heatmaps.png"),)),
     Step("exp6", "6. joint width + precision", "search", "joint_width_precision",
          (("search/plots/pareto.png", "exp6_joint_pareto.png"),)),
+    Step("exp7", "7. greedy vs TPE under an accuracy bound", "compare-samplers", "greedy_vs_tpe",
+         (("compare_samplers/best_so_far.png", "exp7_greedy_vs_tpe_best_so_far.png"),),
+         args=("--samplers", "greedy,tpe", "--repeats", "10")),
 )
 
 
@@ -93,7 +98,7 @@ def _children_cpu_seconds() -> float:
 def run_step(step: Step, out: Path, root: Path, threads: int, extra: Sequence[str] = ()) -> dict[str, Any]:
     """Run one experiment as its own process; its wall-clock and CPU seconds (log in OUT)."""
     command = [sys.executable, "-m", "machop", step.command, "--config", str(step.config_path(root)),
-               "--project-dir", str(out), *extra]
+               *step.args, "--project-dir", str(out), *extra]
     log = out / f"{step.example}.log"
     cpu, started = _children_cpu_seconds(), time.perf_counter()
     with log.open("w") as handle:
@@ -114,12 +119,34 @@ def machine_record(threads: int) -> dict[str, Any]:
             "python": platform.python_version(), "date": date.today().isoformat()}
 
 
+def _earlier_timings(out: Path, threads: int) -> dict[str, Any]:
+    """OUT/timings.json of an earlier run with the same thread count, its date extended to today's."""
+    path = out / TIMINGS_FILE
+    if not path.is_file():
+        raise MachopError(f"no {TIMINGS_FILE} in {str(out)!r}: run every experiment first (without --only)")
+    timings = json.loads(path.read_text())
+    if timings.get("threads") != threads:
+        raise MachopError(f"the experiments in {str(out)!r} ran with {timings.get('threads')} thread(s); "
+                          f"re-run some of them with --threads {timings.get('threads')}")
+    today = machine_record(threads)["date"]
+    first = str(timings.get("date", today)).split(" – ")[0]
+    timings["date"] = first if first == today else f"{first} – {today}"
+    return timings
+
+
 def run_all(out: Path, root: Path, threads: int, extra: Sequence[str] = (),
-            say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every step in order and write OUT/timings.json."""
+            say: Callable[[str], None] = print, only: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run every step in order (or the steps named in `only`, kept with the earlier ones in
+    OUT/timings.json) and write OUT/timings.json."""
     out.mkdir(parents=True, exist_ok=True)
-    timings = {**machine_record(threads), "steps": {}}
+    unknown = [key for key in only or () if key not in {step.key for step in STEPS}]
+    if unknown:
+        valid = ", ".join(step.key for step in STEPS)
+        raise MachopError(f"unknown experiment(s) {', '.join(unknown)} (valid: {valid})")
+    timings = _earlier_timings(out, threads) if only else {**machine_record(threads), "steps": {}}
     for step in STEPS:
+        if only and step.key not in only:
+            continue
         timings["steps"][step.key] = run_step(step, out, root, threads, extra)
         done = timings["steps"][step.key]
         say(f"{step.example}: {done['wall_s']:.0f} s wall-clock, {done['cpu_s']:.0f} s CPU "
@@ -506,6 +533,55 @@ def pareto_block(context: Context, step: Step) -> str:
         "- " + _cheapest_at_base(study, _distinct(complete), params, None)])
 
 
+def _greedy_path_length(run: dict[str, Any]) -> int | None:
+    """Trials until a greedy run's path ended (it then repeats its result), None if it never did."""
+    keys = run.get("keys") or []
+    ended = len(set(keys)) < len(keys)
+    return len(set(keys)) if ended else None
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def bounded_block(context: Context, step: Step) -> str:
+    """Experiment 7: greedy and TPE under one accuracy bound: trials to the cheapest feasible
+    configuration any run found, BitOPs reached, and TPE after as many trials as greedy's path."""
+    results = load_results(context.folder(step) / "compare_samplers")
+    budget, repeats = results["budget"], results["repeats"]
+    seeds = results.get("seeds") or list(range(repeats))
+    base, best = results.get("base") or {}, results.get("best") or {}
+    runs = {name: entry["runs"] for name, entry in results["samplers"].items()}
+    path = _greedy_path_length(runs["greedy"][0]) if "greedy" in runs else None
+    at = path or budget
+    rows = []
+    for row in results["summary"]:
+        name = row["sampler"]
+        at_path = _median([run["best_so_far"][at - 1] for run in runs[name]
+                           if len(run["best_so_far"]) >= at and run["best_so_far"][at - 1] is not None])
+        rows.append([name, _trials_to_best_text(row, runs[name], budget),
+                     f"{row['reached_best']}/{row['repeats']}", number(row["median_final_best"]),
+                     number(at_path), f"{row['median_seconds_per_trial']:.3f}"])
+    metrics = best.get("metrics") or {}
+    bitops, base_bitops = info.finite(metrics.get("bitops")), info.finite(base.get("bitops"))
+    share = f" ({bitops / base_bitops:.1%} of the float base's)" if bitops and base_bitops else ""
+    ended = (f"greedy's path ended after {path} trials (its runs agree: it has no randomness)" if path
+             else f"greedy's path had not ended after {budget} trials")
+    return "\n".join([
+        f"**Numbers (this run)**: {results['space']['size']:,} configurations; objective: BitOPs per sample "
+        f"(minimized) subject to {', '.join(results.get('constraints') or ['no constraint'])}; float base "
+        f"accuracy {number(base.get('accuracy'))}, {number(base.get('bitops'))} BitOPs per sample; {budget} "
+        f"trials per run, {repeats} runs per sampler (seeds {seeds[0]}–{seeds[-1]}); {ended}.", "",
+        markdown_table(["sampler", "median trials to the cheapest feasible configuration", "runs that reached it",
+                        "median BitOPs after the budget", f"median BitOPs after {at} trials", "median s/trial"],
+                       rows),
+        "",
+        f"- Cheapest feasible configuration any run found: {number(bitops)} BitOPs per sample{share}, accuracy "
+        f"{number(metrics.get('accuracy'))}, at {compact_config(best.get('config') or {}, '; ')}.",
+        f"- {results['evaluations']['distinct']:,} distinct configurations evaluated; the comparison "
+        f"{context.took(step)}, training the base included."])
+
+
 def run_block(context: Context) -> str:
     """The run as a whole: threads, cores, versions, seeds and times of every step."""
     timings = context.timings
@@ -539,7 +615,7 @@ def _seeds_text(context: Context, step: Step) -> str:
 
 BLOCKS: dict[str, Callable[[Context, Step], str]] = {
     "exp1": quant_grid_block, "exp2a": samplers_block, "exp2b": samplers_block,
-    "exp3": width_sweep_block, "exp4": width_grid_block, "exp6": pareto_block}
+    "exp3": width_sweep_block, "exp4": width_grid_block, "exp6": pareto_block, "exp7": bounded_block}
 
 
 def render_blocks(context: Context) -> dict[str, str]:
@@ -592,6 +668,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = commands.add_parser("run", help="run every experiment and time it")
     run.add_argument("out", type=Path)
     run.add_argument("--threads", type=int, default=1)
+    run.add_argument("--only", default=None,
+                     help="comma-separated experiment keys (exp1, ..., exp7) to run again into OUT")
     write = commands.add_parser("write", help="rewrite the page's result blocks from the outputs")
     write.add_argument("out", type=Path)
     write.add_argument("--page", type=Path, default=Path("docs/experiments.md"))
@@ -603,7 +681,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         if args.command == "run":
-            run_all(args.out, root, args.threads)
+            only = [key.strip() for key in args.only.split(",") if key.strip()] if args.only else None
+            run_all(args.out, root, args.threads, only=only)
         else:
             print(f"rewrote {write_page(args.out, args.page, root, args.figures)}")
     except MachopError as exc:

@@ -81,15 +81,19 @@ def log_entries(study: optuna.Study) -> dict[str, dict[str, Any]]:
 
 
 def best_entries(study: optuna.Study) -> dict[str, dict[str, Any]]:
-    """best.json: {index: number, value, software/hardware/scaled metrics, sampled_config}."""
+    """best.json: {index: number, value, software/hardware/scaled metrics, sampled_config}, and with
+    constraints, `feasible` and the bounded quantities (`constraints`: {accuracy_drop: ...})."""
     entries = {}
+    bounded = bool(info.constraints(study))
     for index, trial in enumerate(best_trials(study)):
         software, hardware = info.split_metrics(info.trial_metrics(trial))
         value = list(trial.values) if info.is_multi_objective(study) else trial.value
-        entries[str(index)] = json_safe({
-            "number": trial.number, "value": value, "software_metrics": software,
-            "hardware_metrics": hardware, "scaled_metrics": info.trial_scaled(trial),
-            "sampled_config": info.trial_config(trial)})
+        entry = {"number": trial.number, "value": value, "software_metrics": software,
+                 "hardware_metrics": hardware, "scaled_metrics": info.trial_scaled(trial),
+                 "sampled_config": info.trial_config(trial)}
+        if bounded:
+            entry.update(feasible=info.is_feasible(trial), constraints=info.trial_constrained(trial))
+        entries[str(index)] = json_safe(entry)
     return entries
 
 

@@ -20,6 +20,7 @@ from machop.search.report.tables import (
     best_headers,
     best_title,
     best_trials,
+    no_feasible_text,
     trial_rows,
 )
 
@@ -87,7 +88,7 @@ def _state_counts(study: optuna.Study) -> str:
 def _best_text(study: optuna.Study) -> str:
     trials = best_trials(study)
     if not trials:
-        return "no feasible COMPLETE trial"
+        return no_feasible_text(study).replace(" yet", "", 1)
     if info.is_multi_objective(study):
         numbers = ", ".join(f"#{trial.number}" for trial in trials[:10])
         return f"Pareto front of {len(trials)} trial(s): {numbers}" + (", …" if len(trials) > 10 else "")
@@ -101,6 +102,9 @@ def _summary_rows(study: optuna.Study) -> list[list[str]]:
             ["Direction(s)", ", ".join(info.directions(study))],
             ["Objectives", _objectives_text(study)], ["Trials", _state_counts(study)],
             ["Best", _best_text(study)]]
+    constraints = info.constraints_line(study)
+    if constraints is not None:
+        rows.insert(-1, ["Constraints", constraints.removeprefix("Constraints: ")])
     base = info.base_summary(study.user_attrs.get(records.STUDY_BASE), study)
     if base:
         rows.append(["Float base", "\n".join(line.strip() for line in base)])

@@ -16,8 +16,8 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from machop.errors import SearchError, unknown_name
+from machop.figures import compact_number, figure_style, new_figure, save_png
 from machop.search.report import study_info as info
-from machop.search.report.figures import compact_number, figure_style, new_figure, save_png
 from machop.search.report.param_stats import (
     Importances,
     all_importances,

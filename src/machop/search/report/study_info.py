@@ -9,8 +9,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from machop.errors import SearchError
 from machop.metrics.registry import METRICS
 from machop.search import records
+from machop.search.settings import DROP_SUFFIX, Constraint, parse_constraint
 
 SUM_SCALED_NAME = "sum of scaled metrics"
 
@@ -28,6 +30,53 @@ def complete_trials(study: optuna.Study) -> list[FrozenTrial]:
 def is_feasible(trial: FrozenTrial) -> bool:
     """False only when the strategy recorded a violated constraint."""
     return trial.user_attrs.get(records.TRIAL_FEASIBLE, True) is not False
+
+
+def constraints(study: optuna.Study) -> list[Constraint]:
+    """The study's [search.strategy.constraints], parsed (entries that no longer parse are left out)."""
+    strategy = (study.user_attrs.get(records.STUDY_CONFIG) or {}).get("strategy") or {}
+    table = strategy.get("constraints") or {}
+    parsed = []
+    for name, text in table.items() if isinstance(table, dict) else ():
+        try:
+            parsed.append(parse_constraint(name, text))
+        except SearchError:
+            continue
+    return parsed
+
+
+def trial_constrained(trial: FrozenTrial) -> dict[str, Any]:
+    """Per constraint key, the bounded quantity the strategy measured (accuracy_drop, ...)."""
+    return dict(trial.user_attrs.get(records.TRIAL_CONSTRAINED) or {})
+
+
+def drop_names(trials: Sequence[FrozenTrial]) -> list[str]:
+    """The drop constraints' keys recorded by any trial (accuracy_drop, ...), in first-seen order."""
+    names: dict[str, None] = {}
+    for trial in trials:
+        names.update((key, None) for key in trial_constrained(trial) if key.endswith(DROP_SUFFIX))
+    return list(names)
+
+
+def constraints_line(study: optuna.Study) -> str | None:
+    """'Constraints: accuracy_drop <= 1% (accuracy >= 0.9405, from the float base's 0.95); 12 of 40
+    COMPLETE trials feasible', or None without constraints."""
+    parsed = constraints(study)
+    if not parsed:
+        return None
+    base = base_metrics(study)
+    parts = []
+    for constraint in parsed:
+        reference = finite(base.get(constraint.metric))
+        if constraint.drop and reference is not None:
+            drop = constraint.bound * abs(reference) if constraint.relative else constraint.bound
+            parts.append(f"{constraint.label} ({constraint.metric} >= {format_number(reference - drop)}, "
+                         f"from the float base's {format_number(reference)})")
+        else:
+            parts.append(constraint.label)
+    complete = complete_trials(study)
+    feasible = sum(is_feasible(trial) for trial in complete)
+    return f"Constraints: {'; '.join(parts)}; {feasible} of {len(complete)} COMPLETE trials feasible"
 
 
 def is_multi_objective(study: optuna.Study) -> bool:
@@ -116,6 +165,17 @@ def trial_config(trial: FrozenTrial) -> dict[str, Any]:
     """The sampled choices: the recorded config, else the trial's Optuna params."""
     config = trial.user_attrs.get(records.TRIAL_CONFIG)
     return dict(config) if isinstance(config, dict) else dict(trial.params)
+
+
+def trial_derived(trial: FrozenTrial) -> dict[str, Any]:
+    """What the space chose beyond the sample (calibrated frac widths), by parameter-like name."""
+    derived = trial.user_attrs.get(records.TRIAL_DERIVED)
+    return dict(derived) if isinstance(derived, dict) else {}
+
+
+def derived_names(trials: Sequence[FrozenTrial]) -> list[str]:
+    """Every derived name any trial recorded, in first-seen order."""
+    return first_seen([list(trial_derived(trial)) for trial in trials], [])
 
 
 def split_metrics(metrics: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -25,8 +25,9 @@ def row_columns(study: optuna.Study, trials: list[FrozenTrial]) -> list[str]:
     return ["number", "state", *value_columns(study),
             *info.metric_names(trials),
             *(f"scaled_{name}" for name in info.scaled_names(trials)),
-            "feasible", "seconds", "fail_reason",
-            *(f"params_{name}" for name in info.param_names(study, trials))]
+            "feasible", *info.drop_names(trials), "seconds", "fail_reason",
+            *(f"params_{name}" for name in info.param_names(study, trials)),
+            *(f"derived_{name}" for name in info.derived_names(trials))]
 
 
 def _feasible_cell(trial: FrozenTrial) -> bool | None:
@@ -44,9 +45,11 @@ def _trial_row(study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
             **info.trial_metrics(trial),
             **{f"scaled_{name}": value for name, value in info.trial_scaled(trial).items()},
             "feasible": _feasible_cell(trial),
+            **info.trial_constrained(trial),
             "seconds": trial.user_attrs.get(records.TRIAL_SECONDS),
             "fail_reason": info.fail_reason(trial),
-            **{f"params_{name}": value for name, value in config.items()}}
+            **{f"params_{name}": value for name, value in config.items()},
+            **{f"derived_{name}": value for name, value in info.trial_derived(trial).items()}}
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -93,6 +96,28 @@ def best_trials(study: optuna.Study) -> list[FrozenTrial]:
     return [min(candidates, key=lambda trial: (sign * trial.values[0], trial.number))]
 
 
+def _total_violation(trial: FrozenTrial) -> float:
+    """The sum of the trial's positive constraint violations (how Optuna ranks infeasible trials)."""
+    return sum(max(0.0, float(value)) for value in trial.user_attrs.get(records.TRIAL_CONSTRAINTS) or [])
+
+
+def closest_infeasible(study: optuna.Study) -> FrozenTrial | None:
+    """The COMPLETE infeasible trial that breaks its constraints by the least."""
+    broken = [trial for trial in info.complete_trials(study) if not info.is_feasible(trial)]
+    return min(broken, key=lambda trial: (_total_violation(trial), trial.number)) if broken else None
+
+
+def no_feasible_text(study: optuna.Study) -> str:
+    """Why the best-trial table is empty: no COMPLETE trial, or every one breaks a constraint."""
+    closest = closest_infeasible(study)
+    if closest is None:
+        return "no feasible COMPLETE trial yet"
+    measured = ", ".join(f"{key} {info.format_number(value)}"
+                         for key, value in info.trial_constrained(closest).items())
+    return (f"no feasible COMPLETE trial yet: every COMPLETE trial breaks a constraint; the closest is trial "
+            f"{closest.number}" + (f" ({measured})" if measured else ""))
+
+
 def best_headers(study: optuna.Study) -> list[str]:
     """Column headers of the best-trial table."""
     return ["Trial", *info.objective_labels(study),
@@ -105,7 +130,20 @@ def best_cells(trial: FrozenTrial, separator: str = "\n") -> list[str]:
     return [str(trial.number), *(info.format_number(value) for value in info.trial_value_list(trial)),
             info.format_mapping(software, separator), info.format_mapping(hardware, separator),
             info.format_mapping(info.trial_scaled(trial), separator),
-            info.format_mapping(info.trial_config(trial), ", ")]
+            info.format_mapping(shown_config(trial), ", ")]
+
+
+def _per_channel_text(values: list[Any]) -> str:
+    """A per-channel list as its range: "3..5 per channel" (dozens of numbers read badly)."""
+    low, high = min(values), max(values)
+    return f"{low} per channel" if low == high else f"{low}..{high} per channel"
+
+
+def shown_config(trial: FrozenTrial) -> dict[str, Any]:
+    """The sampled choices, then what the space derived (calibrated frac widths), lists as ranges."""
+    derived = {name: _per_channel_text(value) if isinstance(value, list) and value else value
+               for name, value in info.trial_derived(trial).items()}
+    return {**info.trial_config(trial), **derived}
 
 
 def best_title(study: optuna.Study, count: int) -> str:
@@ -194,14 +232,14 @@ def best_table(study: optuna.Study, compact: bool = False) -> Table:
         header = headers[index]
         numeric = header == "Trial" or header in info.objective_labels(study)
         table.add_column(Text(header), justify="right" if numeric else "left", overflow="fold")
-    configs = [info.trial_config(trial) for trial in trials]
+    configs = [shown_config(trial) for trial in trials]
     for trial, config in zip(trials, configs):
         cells = best_cells(trial)
         cells[headers.index("Configuration")] = compact_config(config)
         # Text, not markup: configuration values may contain brackets.
         table.add_row(*(Text(cells[index]) for index in keep))
     if not trials:
-        table.caption = "no feasible COMPLETE trial yet"
+        table.caption = no_feasible_text(study)
     elif legend := config_legend(configs):
         table.caption, table.caption_justify = legend, "left"
     return table

@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 from machop.config.schema import accepts_setting, setting_choices, setting_values
 from machop.errors import did_you_mean
 from machop.graph.graph import Graph
+from machop.passes.registry import PassData
 from machop.search.space import Candidate, SearchSpace
 from machop.search.spaces.common import (
     ROOT,
@@ -161,15 +162,22 @@ class Composite(SearchSpace):
         return {key: sample.get(f"{TRAIN}/{key}", values[0])
                 for key, values in self.hyperparameters.items()}
 
+    def use_data(self, data: PassData) -> None:
+        """Give every sub-space the run's data."""
+        for part in self.parts:
+            part.use_data(data)
+
     def build(self, sample: dict[str, Any], base: Graph) -> Candidate:
         """Apply the sub-spaces in order; `base` is untouched."""
         check_sample(sample, self._choices, self.name)
-        graph, passes = base, []
+        graph, passes, derived = base, [], {}
         for prefix, part in zip(self.prefixes, self.parts):
             own = {param[len(prefix) + 1:]: value for param, value in sample.items()
                    if param.startswith(f"{prefix}:")}
             candidate = part.build(own, graph)
             graph, passes = candidate.graph, passes + candidate.passes
+            derived.update({f"{prefix}:{key}": value for key, value in candidate.derived.items()})
         # A candidate is trained in place; never hand out the base itself.
         graph = graph.copy() if graph is base else graph
-        return Candidate(graph=graph, passes=passes, train_overrides=self.train_overrides(sample))
+        return Candidate(graph=graph, passes=passes, train_overrides=self.train_overrides(sample),
+                         derived=derived)

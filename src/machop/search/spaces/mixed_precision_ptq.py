@@ -15,6 +15,11 @@ data_in_width = [4, 8]
 data_in_frac_width = ["NA"]        # NA: width // 2
 weight_width = [2, 4, 8]
 "bias_width+bias_frac_width" = [[8, 4], [16, 8]]   # tied: one parameter, choices "8,4" and "16,8"
+weight_frac_width = ["auto"]       # calibrated on data (see [passes.quantize.calibration])
+
+[search.search_space.calibration]  # optional: how "auto" frac widths are calibrated
+method = "mse"
+granularity = "channel"
 ```
 
 Every quantizable node (op kinds in `passes.quantize.QUANTIZABLE`) takes the seed matching it
@@ -32,6 +37,13 @@ builds.
 
 `build` runs quantize_transform_pass with a per-node (`by = "name"`) config, so `by = "type"`
 really quantizes every node of that type.
+
+A frac width choice "auto" is calibrated (machop.passes.calibrate): the statistics of the
+operands that may be "auto" are collected once, on the float base model at the first build, and
+every candidate's frac widths are chosen from them (remembered per node, operand and width); the
+candidate records its choices in `Candidate.derived`. A base whose weights change (a trained base
+loaded in place) is observed again; inside a composite space after a redefine space each
+candidate's resized graph is observed anew.
 """
 
 from __future__ import annotations
@@ -40,7 +52,16 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from machop.graph.graph import Graph
+from machop.passes.calibrate import (
+    Calibration,
+    calibration_settings,
+    collect_statistics,
+    needs_calibration,
+    resolve_config,
+)
 from machop.passes.quantize import quantize_transform_pass
+from machop.passes.registry import PassData
+from machop.quant.arithmetic import AUTO
 from machop.search.space import Candidate, SearchSpace
 from machop.search.spaces.common import (
     ROOT,
@@ -67,7 +88,7 @@ from machop.search.spaces.quantize_seeds import (
 )
 
 NAMES = ("graph/quantize/mixed_precision_ptq",)
-SPACE_KEYS = ("name", "setup", "seed")
+SPACE_KEYS = ("name", "setup", "seed", "calibration")
 SETUP_KEYS = ("by", "share_by_type")
 BY = ("name", "type", "regex_name")
 
@@ -112,6 +133,18 @@ class NodePlan:
         """Whether some sample quantizes this node (its name is searched or not None)."""
         return any(c.key == "name" and (c.param or c.fixed is not None) for c in self.keys)
 
+    def auto_operands(self) -> set[str]:
+        """The operands whose frac_width some sample sets to "auto"."""
+        operands = set()
+        for choice in self.keys:
+            for position, field in enumerate(choice.key.split(TIE)):
+                if not field.endswith("_frac_width"):
+                    continue
+                values = [o[position] if TIE in choice.key else o for o in choice.options]
+                if AUTO in values:
+                    operands.add(field.removesuffix("_frac_width"))
+        return operands
+
 
 def plan_node(node: QuantNode, seed: Seed, prefix: str, operands: frozenset[str]) -> NodePlan:
     """Parameters for the keys with several choices that can change the node; fixed values else."""
@@ -152,6 +185,11 @@ class MixedPrecisionPTQ(SearchSpace):
         validate_seeds(seeds, nodes, assigned, where)
         self.plans = self._plan(nodes, seeds, assigned)
         self._choices = self._collect_choices(seeds, assigned)
+        self.calibration = calibration_settings(table.get("calibration"), f"{where}.calibration",
+                                                search_error)
+        self.watched = {plan.node: plan.auto_operands() for plan in self.plans if plan.auto_operands()}
+        self._data: PassData | None = None
+        self._statistics: tuple[tuple, Calibration] | None = None
         if not any(plan.may_quantize() for plan in self.plans):
             raise search_error(f"{where} quantizes no node: every quantizable node takes a seed "
                                f"with name = \"NA\" (by = {self.by!r}; a seed named after an op "
@@ -201,8 +239,27 @@ class MixedPrecisionPTQ(SearchSpace):
                 config[plan.node] = {"config": node_config}
         return config
 
+    def use_data(self, data: PassData) -> None:
+        """Keep the data "auto" frac widths are calibrated on, checked against the calibration table."""
+        if self.watched:
+            self.calibration.check_data(data, search_error)
+        self._data = data
+
+    def statistics(self, base: Graph) -> Calibration:
+        """The calibration statistics of `base`, collected on first use and while its weights stay."""
+        if self._data is None:
+            raise search_error(f"{self.where}: frac_width = \"{AUTO}\" is calibrated on data, and the "
+                               "space was given none (SearchSetup gives it the run's dataset; in "
+                               "Python, call space.use_data(PassData(dataset)) first)")
+        key = (id(base.module), tuple((p.data_ptr(), p._version) for p in base.module.parameters()))
+        if self._statistics is None or self._statistics[0] != key:
+            self._statistics = (key, collect_statistics(base, self.watched, self.calibration, self._data))
+        return self._statistics[1]
+
     def build(self, sample: dict[str, Any], base: Graph) -> Candidate:
         """The quantized candidate for `sample`; `base` is untouched."""
-        config = self.quantize_config(sample)
+        config, derived = self.quantize_config(sample), {}
+        if needs_calibration(config):
+            config, derived = resolve_config(base, config, self.statistics(base))
         graph, _ = quantize_transform_pass(base, config)
-        return Candidate(graph=graph, passes=[("quantize", config)])
+        return Candidate(graph=graph, passes=[("quantize", config)], derived=derived)

@@ -144,11 +144,17 @@ def covering_configs(seed: Seed) -> Iterator[dict[str, Any]]:
                 yield {**named, **dict(zip(keys, combo))}
 
 
+def stand_in_frac(operand: str, width: int, is_signed: bool) -> int:
+    """A frac width standing in for a calibrated one while seeds are checked, before any data."""
+    return width // 2
+
+
 def validate_seed(key: str, seed: Seed, node: str, unsigned: bool, where: str) -> None:
     """Every choice of a seed must make a valid node config, before the first trial."""
     for config in covering_configs(seed):
         try:
-            parse_node_config(expand_tied(config), node=node, unsigned_data_in=unsigned)
+            parse_node_config(expand_tied(config), node=node, unsigned_data_in=unsigned,
+                              frac_for=stand_in_frac)
         except PassError as exc:
             raise search_error(f"{where}.seed.{key}.config: {exc}") from None
 

@@ -1,4 +1,5 @@
-"""What every PNG figure of the reports shares: style, size, palette, number labels and saving.
+"""What every PNG figure shares (search reports, the sensitivity heatmap): style, size, palette, number
+labels and saving.
 
 Figures are built with matplotlib's object API on an Agg canvas, never through pyplot, so no
 global backend is switched and no figure outlives its function (nothing is left to close).
