@@ -130,6 +130,9 @@ EXCLUDED: dict[str, str] = {
     "machop search --config examples/width_nonuniform.toml": EXPERIMENT,
     "machop search --config examples/joint_width_precision.toml": EXPERIMENT,
     "machop compare-samplers --config examples/greedy_vs_tpe.toml --samplers greedy,tpe --repeats 10": EXPERIMENT,
+    ".venv/bin/python benchmarks/calibration_table.py --threads 1 --seeds 0 1 2 3 4 --sequential":
+        "trains jsc-s five times and measures 56 configurations each (about a minute); "
+        "tests/passes/test_calibrate.py checks the same properties on a model trained in seconds",
     "machop search --config examples/vgg7_cifar_tpe.toml --data-dir data": NEEDS_CIFAR,
     "machop search --config examples/vgg7_cifar_tpe.toml --data-dir data --accelerator gpu "
     "--max-epochs 20": NEEDS_CIFAR,

@@ -219,6 +219,34 @@ def test_relu_inputs_are_calibrated_unsigned_and_add_operands_both_observed():
     quantize_transform_pass(graph, resolved)  # the explicit config builds
 
 
+def test_outputs_and_functional_weights_per_channel():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(4, 16) * torch.tensor([[0.01], [0.1], [1.0], [3.0]]))
+
+        def forward(self, x):
+            return F.linear(x, self.weight)
+
+    torch.manual_seed(0)
+    graph, data = Graph(Net().eval(), torch.randn(8, 16)), dataset()
+    config = {"name": "integer", "data_in_width": 8, "weight_width": 4, "weight_frac_width": "auto",
+              "data_out_width": 6, "data_out_frac_width": "auto"}
+    args = {"by": "type", "default": {"config": {"name": None}}, "linear": {"config": config},
+            "calibration": {"granularity": "channel", "method": "max"}}
+    resolved = calibrated_quantize_args(graph, args, PassData(data))
+    with torch.no_grad():
+        out = F.linear(data.train.x, graph.module.weight)
+    entry = resolved["linear"]["config"]
+    assert entry["data_out_frac_width"] == choose_frac(out, 6, True, "max")
+    assert entry["weight_frac_width"] == list(choose_channel_fracs(graph.module.weight, 4, True, "max"))
+    assert len(set(entry["weight_frac_width"])) == 4  # ranges 0.01..3: four binary points
+    quantized, _ = quantize_transform_pass(graph, resolved)
+    assert quantized.meta["linear"].precision["weight"]["frac_width"] == entry["weight_frac_width"]
+    with pytest.raises(PassError, match="3 frac widths for 4 output channels"):
+        quantize_transform_pass(graph, {**resolved, "linear": {"config": {**entry, "weight_frac_width": [1, 2, 3]}}})
+
+
 def test_auto_without_data_is_a_pass_error_naming_the_node():
     graph = graph_of()
     with pytest.raises(PassError, match="node 'seq_blocks_2': frac_width = \"auto\" is chosen by calibration"):

@@ -542,20 +542,23 @@ accuracy.direction = "maximize"
 
 def bounded_study(accuracies: list[float]) -> optuna.Study:
     """A study bounded by accuracy_drop <= 1% against a float base of 0.95, one trial per accuracy."""
+    from optuna.distributions import CategoricalDistribution
+
     from machop.search.settings import parse_constraint
 
     study = make_study([BITOPS])
     study.set_user_attr(records.STUDY_CONFIG, {"strategy": {"constraints": {"accuracy_drop": "<= 1%"}}})
     study.set_user_attr(records.STUDY_BASE, {"metrics": {"accuracy": 0.95, "bitops": 1e6}, "values": [1.0]})
-    bound = parse_constraint("accuracy_drop", "<= 1%")
+    bound, base = parse_constraint("accuracy_drop", "<= 1%"), {"accuracy": 0.95}
     for width, accuracy in zip(WIDTHS, accuracies):
         metrics = {"accuracy": accuracy, "bitops": 1000.0 * width}
-        violation = bound.violation(metrics, {"accuracy": 0.95})
-        add(study, {"weight_width": width}, [metrics["bitops"] * 1e-6], metrics, feasible=violation <= 0)
-        trial = study.trials[-1]
-        study._storage.set_trial_user_attr(trial._trial_id, records.TRIAL_CONSTRAINTS, [violation])
-        study._storage.set_trial_user_attr(trial._trial_id, records.TRIAL_CONSTRAINED,
-                                           {"accuracy_drop": bound.measured(metrics, {"accuracy": 0.95})})
+        violation = bound.violation(metrics, base)
+        study.add_trial(optuna.trial.create_trial(
+            params={"weight_width": width}, distributions={"weight_width": CategoricalDistribution(WIDTHS)},
+            values=[metrics["bitops"] * 1e-6], system_attrs={f"constraints:{bound.label}": violation},
+            user_attrs={records.TRIAL_METRICS: metrics, records.TRIAL_CONFIG: {"weight_width": width},
+                        records.TRIAL_FEASIBLE: violation <= 0, records.TRIAL_CONSTRAINTS: [violation],
+                        records.TRIAL_CONSTRAINED: {"accuracy_drop": bound.measured(metrics, base)}}))
     return study
 
 

@@ -278,7 +278,7 @@ class Calibration:
     observers: dict[str, dict[str, Observer]] = field(default_factory=dict)
     parameters: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     samples: int = 0
-    _chosen: dict[tuple, int | tuple[int, ...]] = field(default_factory=dict, repr=False)
+    _chosen: dict[tuple, int | tuple[int, ...]] = field(default_factory=dict, init=False, repr=False)
 
     def choose(self, node: str, operand: str, width: int, is_signed: bool) -> int | tuple[int, ...]:
         """The frac width(s) of one operand of one node at a width and signedness."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -267,9 +268,10 @@ def _mark_base_on_colour_bar(colour_bar: Any, base: float) -> None:
         colour_bar.ax.axhline(base, **{**BASE_LINE, "linewidth": 1.6})
 
 
-def _draw_heatmap(figure: Any, ax: Any, grid: np.ndarray, metric: str, params: list[str],
+def _draw_heatmap(ax: Any, colour_bar_ax: Any, grid: np.ndarray, metric: str, params: list[str],
                   axes: tuple[list[Any], list[Any]], constant: bool = False,
-                  base: float | None = None) -> None:
+                  base: float | None = None) -> Any:
+    """One metric's panel and its colour bar; returns the colour bar."""
     import matplotlib
     import matplotlib.ticker
 
@@ -281,7 +283,7 @@ def _draw_heatmap(figure: Any, ax: Any, grid: np.ndarray, metric: str, params: l
     better = "higher" if info.metric_direction(metric) == "maximize" else "lower"
     title = f"{metric} (constant)" if constant else f"{metric} ({better} is better)"
     ax.set_title(title if base is None else f"{title}\n{info.BASE_LABEL}: {compact_number(base)}")
-    colour_bar = figure.colorbar(image, ax=ax, shrink=0.9)
+    colour_bar = ax.figure.colorbar(image, cax=colour_bar_ax)
     colour_bar.set_label(info.metric_label(metric))
     if base is not None:
         _mark_base_on_colour_bar(colour_bar, base)
@@ -289,6 +291,124 @@ def _draw_heatmap(figure: Any, ax: Any, grid: np.ndarray, metric: str, params: l
         colour_bar.formatter = matplotlib.ticker.FuncFormatter(lambda value, _: compact_number(value))
     if grid.size <= MAX_ANNOTATED_CELLS:
         _annotate_cells(ax, image, grid)
+    return colour_bar
+
+
+# The panels sit on a fixed grid whose margins come from the sizes of the texts around a panel:
+# constrained layout measured every text of every panel twice, and drew the figure once more to do
+# it, which made it most of the time a search took to write its reports.
+EDGE = 6 / 72  # inches left free around every panel and under the figure's title
+TICK = (3.5 + 3.5) / 72  # tick length and the gap to its label
+LABEL_PAD, TITLE_PAD = 4 / 72, 6 / 72
+COLOUR_BAR_PAD, COLOUR_BAR_SHRINK, COLOUR_BAR_ASPECT = 0.12, 0.9, 20
+MIN_PANEL = (1.2, 1.0)  # inches of heatmap kept however long the texts around it
+
+
+@dataclass(frozen=True)
+class _Margins:
+    """Inches around every heatmap in its cell, and the widths of the texts that rise beside it."""
+
+    left: float
+    right: float  # from the colour bar to the cell's edge: ticks, labels, the colour bar's label
+    top: float
+    bottom: float
+    bar_ticks: float  # from a colour bar to its label, at the least
+    bar_label: float  # the longest colour bar label, centred along its bar
+    offset: float  # the widest offset text ("+1e3"), right-aligned over its colour bar
+    title: float  # the widest panel title, centred over its heatmap
+
+
+class _TextSizes:
+    """Sizes in inches of one-line texts at the rcParams font sizes, as the Agg canvas draws them."""
+
+    def __init__(self, figure: Any) -> None:
+        self.renderer = figure.canvas.get_renderer()
+        self.measured: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def _measure(self, text: str, size: str) -> tuple[float, float]:
+        import matplotlib
+        from matplotlib.font_manager import FontProperties
+
+        if (text, size) not in self.measured:
+            font = FontProperties(size=matplotlib.rcParams[size])
+            width, height, _ = self.renderer.get_text_width_height_descent(text, font, ismath=False)
+            self.measured[text, size] = (width / self.renderer.dpi, height / self.renderer.dpi)
+        return self.measured[text, size]
+
+    def widest(self, texts: Sequence[str], size: str) -> float:
+        return max((self._measure(text, size)[0] for text in set(texts)), default=0.0)
+
+    def height(self, size: str) -> float:
+        """One line: as tall as "lp" (an ascender and a descender), as matplotlib lays lines out."""
+        return self._measure("lp", size)[1]
+
+    def lines(self, count: int, size: str) -> float:
+        """`count` lines at matplotlib's line spacing of 1.2."""
+        return self.height(size) * (1 + 1.2 * (count - 1)) if count else 0.0
+
+
+def _colour_bar_ticks(colour_bar: Any) -> tuple[list[str], str]:
+    """The tick labels a colour bar will draw, and its offset text ("1e-5", "+2.3") if any."""
+    formatter = colour_bar.ax.yaxis.get_major_formatter()
+    labels = formatter.format_ticks(colour_bar.get_ticks())
+    return labels, formatter.get_offset()
+
+
+def _panel_margins(text: _TextSizes, axes: tuple[list[Any], list[Any]], titles: list[str],
+                   colour_bars: list[Any]) -> _Margins:
+    """Margins that fit the largest texts of every panel, so that all panels share one grid."""
+    rows, columns = ([str(choice) for choice in choices] for choices in axes)
+    label_height = text.height("axes.labelsize")
+    left = EDGE + label_height + LABEL_PAD + text.widest(rows, "ytick.labelsize") + TICK
+    tick_labels = text.height("xtick.labelsize")
+    if max(map(len, columns), default=0) > 4:  # _set_choice_ticks turns them 45 degrees, right-aligned
+        tick_labels = (text.widest(columns, "xtick.labelsize") + tick_labels) / math.sqrt(2)
+        left = max(left, EDGE + tick_labels)  # the first one leans left from the heatmap's corner
+    bottom = EDGE + label_height + LABEL_PAD + tick_labels + TICK
+    ticks = [_colour_bar_ticks(colour_bar) for colour_bar in colour_bars]
+    offsets = [offset for _, offset in ticks if offset]
+    title_lines = max(title.count("\n") + 1 for title in titles)
+    top = EDGE + max(text.lines(title_lines, "axes.titlesize") + TITLE_PAD,
+                     text.height("ytick.labelsize") + LABEL_PAD if offsets else 0.0)
+    # Each colour bar's label sits just beyond its own tick labels.
+    bar_ticks = [TICK + text.widest(labels, "ytick.labelsize") + LABEL_PAD for labels, _ in ticks]
+    bar_labels = [colour_bar.ax.get_ylabel() for colour_bar in colour_bars]
+    return _Margins(left=left, right=max(bar_ticks) + label_height + EDGE, top=top, bottom=bottom,
+                    bar_ticks=min(bar_ticks), bar_label=text.widest(bar_labels, "axes.labelsize"),
+                    offset=text.widest(offsets, "ytick.labelsize"),
+                    title=text.widest([line for title in titles for line in title.split("\n")], "axes.titlesize"))
+
+
+def _place_panels(figure: Any, panels: list[tuple[Any, Any]], columns: int, cell: tuple[float, float],
+                  margins: _Margins, title_band: float) -> None:
+    """Size the figure to the grid and put every heatmap and its colour bar in its cell."""
+    panel_height = max(cell[1] - margins.top - margins.bottom, MIN_PANEL[1],
+                       margins.bar_label - 2 * (min(margins.top, margins.bottom) - EDGE))
+    bar_width = COLOUR_BAR_SHRINK * panel_height / COLOUR_BAR_ASPECT
+    bar = COLOUR_BAR_PAD + bar_width
+    panel_width = max(cell[0] - margins.left - bar - margins.right, MIN_PANEL[0])
+    # A title, centred over its heatmap, may reach beside it as far as the first thing that rises
+    # there: the cell's edge, a colour bar label longer than its bar, an offset text.
+    beside = bar + margins.right
+    if margins.bar_label > COLOUR_BAR_SHRINK * panel_height:
+        beside = bar + margins.bar_ticks
+    if margins.offset:
+        beside = min(beside, bar - margins.offset)
+    panel_width = max(panel_width, margins.title + 2 * (EDGE - beside))
+    left = max(margins.left, EDGE + (margins.title - panel_width) / 2)
+    cell_width = left + panel_width + bar + margins.right
+    cell_height = margins.top + panel_height + margins.bottom
+    width = cell_width * columns
+    height = cell_height * math.ceil(len(panels) / columns) + title_band
+    figure.set_size_inches(width, height)
+    for index, (ax, colour_bar_ax) in enumerate(panels):
+        row, column = divmod(index, columns)
+        x = column * cell_width + left
+        y = height - title_band - row * cell_height - margins.top - panel_height
+        ax.set_position((x / width, y / height, panel_width / width, panel_height / height))
+        bar_y = y + panel_height * (1 - COLOUR_BAR_SHRINK) / 2
+        colour_bar_ax.set_position(((x + panel_width + COLOUR_BAR_PAD) / width, bar_y / height,
+                                    bar_width / width, COLOUR_BAR_SHRINK * panel_height / height))
 
 
 def _heatmap_title(study: optuna.Study, trials: list[FrozenTrial], params: list[str],
@@ -319,18 +439,26 @@ def plot_heatmaps(study: optuna.Study, path: Path | str, params: Sequence[str] |
     # Two panels a row keep the cell labels legible where the HTML report scales the image down,
     # unless there are so many that the figure would become a long strip.
     max_columns = 2 if len(metrics) <= 6 else 3 if len(metrics) <= 12 else 4
-    rows, columns = _grid_shape(len(metrics), max_columns=max_columns)
-    width = max(4.4, 0.62 * len(axes[1]) + 2.6)
-    height = max(3.4, 0.42 * len(axes[0]) + 1.8)
+    _, columns = _grid_shape(len(metrics), max_columns=max_columns)
+    cell = (max(4.4, 0.62 * len(axes[1]) + 2.6), max(3.4, 0.42 * len(axes[0]) + 1.8))
     with figure_style():
-        figure = new_figure(width * columns, height * rows + 0.6)
-        panels = figure.subplots(rows, columns, squeeze=False).ravel()
-        for ax, metric in zip(panels, metrics):
-            _draw_heatmap(figure, ax, metric_grid(trials, metric, chosen, axes), metric, chosen, axes,
-                          constant=metric in constant, base=info.finite(base.get(metric)))
-        for ax in panels[len(metrics):]:
-            ax.set_visible(False)
-        figure.suptitle(_heatmap_title(study, trials, chosen, hidden, marked=bool(base)))
+        figure = new_figure(*cell)
+        figure.set_layout_engine(None)  # _place_panels lays the panels out; no layout pass when saved
+        panels = [(figure.add_axes((0, 0, 1, 1)), figure.add_axes((0, 0, 1, 1))) for _ in metrics]
+        colour_bars = [_draw_heatmap(ax, bar_ax, metric_grid(trials, metric, chosen, axes), metric, chosen,
+                                     axes, constant=metric in constant, base=info.finite(base.get(metric)))
+                       for (ax, bar_ax), metric in zip(panels, metrics)]
+        text = _TextSizes(figure)
+        title = _heatmap_title(study, trials, chosen, hidden, marked=bool(base))
+        title_band = 2 * EDGE + text.lines(title.count("\n") + 1, "figure.titlesize")
+        titles = [ax.get_title() for ax, _ in panels]
+        margins = None
+        for _ in range(2):  # colour bars choose their ticks by their height: measure them once placed
+            placed, margins = margins, _panel_margins(text, axes, titles, colour_bars)
+            if margins == placed:
+                break
+            _place_panels(figure, panels, columns, cell, margins, title_band)
+        figure.suptitle(title, y=1 - EDGE / figure.get_figheight(), va="top")
         return save_png(figure, path)
 
 
