@@ -142,10 +142,10 @@ def test_console_script_exit_status(tmp_path):
     assert "Traceback" not in bad.stderr
 
 
-def test_debug_shows_the_traceback(tmp_path):
-    bad = subprocess.run([sys.executable, "-m", "machop", "train", "nope", "digits", "--debug",
-                          "--project-dir", str(tmp_path)], capture_output=True, text=True)
-    assert bad.returncode == 2 and "Traceback" in bad.stderr
+def test_debug_shows_the_traceback(cli, tmp_path):
+    bad = cli("train", "nope", "digits", "--debug", "--project-dir", tmp_path)
+    assert bad.code == 2 and "Traceback" in bad.stderr and "unknown model 'nope'" in bad.stderr
+    assert "Traceback" not in cli("train", "nope", "digits", "--project-dir", tmp_path).stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")

@@ -21,7 +21,7 @@ TINY = {"quant_grid": ["--max-epochs", "1", "--n-trials", "4"],
         "width_uniform": ["--max-epochs", "1"],
         "width_nonuniform": ["--max-epochs", "1", "--n-trials", "8"],
         "joint_width_precision": ["--max-epochs", "1", "--n-trials", "4"],
-        "greedy_vs_tpe": ["--max-epochs", "1", "--repeats", "2", "--n-trials", "4"]}
+        "greedy_vs_tpe": ["--max-epochs", "5", "--repeats", "2", "--n-trials", "4"]}  # a feasible 8-bit model
 
 
 @dataclass

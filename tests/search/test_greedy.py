@@ -218,7 +218,8 @@ def test_greedy_search_follows_the_path_within_a_relative_bound_and_reports_feas
     assert "<th>Constraints</th>" in html and 'class="state-COMPLETE infeasible"' in html
 
 
-def test_greedy_search_resumes_its_path_after_sigkill(tmp_path, checkpoint):
+def test_greedy_search_with_calibrated_frac_widths_resumes_its_path_after_sigkill(tmp_path, checkpoint):
+    import csv
     import os
     import signal
     import subprocess
@@ -229,6 +230,7 @@ def test_greedy_search_resumes_its_path_after_sigkill(tmp_path, checkpoint):
 
     config = greedy_config(tmp_path, runners='[search.strategy.sw_runner.basic_train]\nmax_epochs = 2\n'
                                              '[search.strategy.hw_runner.bitops]')
+    config.write_text(config.read_text().replace('frac_width = ["NA"]', 'frac_width = ["auto"]'))
     command = [sys.executable, "-m", "machop", "search", "-c", str(config), "--load", str(checkpoint),
                "--project-dir", str(tmp_path), "--project", "resume"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -247,3 +249,10 @@ def test_greedy_search_resumes_its_path_after_sigkill(tmp_path, checkpoint):
     made = load(tmp_path / "resume")
     counted = replay(made)  # the resumed process went on with the same path and ended it
     assert len(counted) > 3
+    for trial in counted:  # every trial's calibrated binary points are recorded
+        derived = trial.user_attrs[records.TRIAL_DERIVED]
+        assert {"seq_blocks_2/weight_frac_width", "seq_blocks_2/data_in_frac_width"} <= set(derived)
+    rows = list(csv.DictReader((tmp_path / "resume" / "search" / "trials.csv").open()))
+    complete = [row for row in rows if row["state"] == "COMPLETE"]
+    assert {row["feasible"] for row in complete} == {"True", "False"} and all(row["accuracy_drop"] for row in complete)
+    assert all(row["derived_seq_blocks_2/weight_frac_width"] for row in complete)

@@ -169,7 +169,9 @@ def _evaluated_configs(study: optuna.Study) -> list[str]:
 def test_three_workers_one_killed_one_hung(postgres, tmp_path):
     """Creator + 2 joined workers; one SIGKILLed mid-trial, one frozen (SIGSTOP) mid-trial."""
     url, name = postgres.create_database("three_workers"), "width-jsc"
-    config = write_config(tmp_path)
+    # Trials long enough that the creator cannot take the whole budget while the workers start up
+    # (~15 s): with 2 epochs a trial took 0.35 s on an idle machine, all 16 fit in that time.
+    config = write_config(tmp_path, epochs=8)
     creator = _start(_command(config, url, tmp_path / "a", name), tmp_path / "a.log")
     processes = [creator]
     try:

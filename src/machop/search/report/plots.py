@@ -367,16 +367,17 @@ def _panel_margins(text: _TextSizes, axes: tuple[list[Any], list[Any]], titles: 
     bottom = EDGE + label_height + LABEL_PAD + tick_labels + TICK
     ticks = [_colour_bar_ticks(colour_bar) for colour_bar in colour_bars]
     offsets = [offset for _, offset in ticks if offset]
-    title_lines = max(title.count("\n") + 1 for title in titles)
-    top = EDGE + max(text.lines(title_lines, "axes.titlesize") + TITLE_PAD,
+    most_lines = max(title.count("\n") + 1 for title in titles)
+    top = EDGE + max(text.lines(most_lines, "axes.titlesize") + TITLE_PAD,
                      text.height("ytick.labelsize") + LABEL_PAD if offsets else 0.0)
     # Each colour bar's label sits just beyond its own tick labels.
     bar_ticks = [TICK + text.widest(labels, "ytick.labelsize") + LABEL_PAD for labels, _ in ticks]
     bar_labels = [colour_bar.ax.get_ylabel() for colour_bar in colour_bars]
+    title_lines = [line for title in titles for line in title.splitlines()]
     return _Margins(left=left, right=max(bar_ticks) + label_height + EDGE, top=top, bottom=bottom,
                     bar_ticks=min(bar_ticks), bar_label=text.widest(bar_labels, "axes.labelsize"),
                     offset=text.widest(offsets, "ytick.labelsize"),
-                    title=text.widest([line for title in titles for line in title.split("\n")], "axes.titlesize"))
+                    title=text.widest(title_lines, "axes.titlesize"))
 
 
 def _place_panels(figure: Any, panels: list[tuple[Any, Any]], columns: int, cell: tuple[float, float],
@@ -385,7 +386,9 @@ def _place_panels(figure: Any, panels: list[tuple[Any, Any]], columns: int, cell
     panel_height = max(cell[1] - margins.top - margins.bottom, MIN_PANEL[1],
                        margins.bar_label - 2 * (min(margins.top, margins.bottom) - EDGE))
     bar_width = COLOUR_BAR_SHRINK * panel_height / COLOUR_BAR_ASPECT
-    bar = COLOUR_BAR_PAD + bar_width
+    # An offset text ("+1e3"), right-aligned over its colour bar, moves the bar clear of the heatmap.
+    pad = max(COLOUR_BAR_PAD, margins.offset - bar_width + EDGE)
+    bar = pad + bar_width
     panel_width = max(cell[0] - margins.left - bar - margins.right, MIN_PANEL[0])
     # A title, centred over its heatmap, may reach beside it as far as the first thing that rises
     # there: the cell's edge, a colour bar label longer than its bar, an offset text.
@@ -407,7 +410,7 @@ def _place_panels(figure: Any, panels: list[tuple[Any, Any]], columns: int, cell
         y = height - title_band - row * cell_height - margins.top - panel_height
         ax.set_position((x / width, y / height, panel_width / width, panel_height / height))
         bar_y = y + panel_height * (1 - COLOUR_BAR_SHRINK) / 2
-        colour_bar_ax.set_position(((x + panel_width + COLOUR_BAR_PAD) / width, bar_y / height,
+        colour_bar_ax.set_position(((x + panel_width + pad) / width, bar_y / height,
                                     bar_width / width, COLOUR_BAR_SHRINK * panel_height / height))
 
 
