@@ -22,7 +22,13 @@ from machop.io_atomic import write_json_atomic, write_text_atomic
 from machop.models.registry import build_model, canonical_name
 from machop.project import Project
 from machop.runtime.device import resolve_device, resolve_precision
-from machop.train.checkpoint import Checkpoint, apply_checkpoint, read_checkpoint, save_checkpoint
+from machop.train.checkpoint import (
+    Checkpoint,
+    apply_checkpoint,
+    fill_names_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from machop.train.evaluate import evaluate
 from machop.train.fit import EpochEnd, FitResult, check_trainable, fit
 from machop.train.settings import TrainSettings
@@ -63,19 +69,6 @@ class TrainOutcome:
     rank: int = 0
 
 
-def _fill_from_checkpoint(config: RunConfig, checkpoint: Checkpoint | None) -> RunConfig:
-    """Take model and dataset names from a machop checkpoint when the config lacks them."""
-    if checkpoint is None or checkpoint.kind != "machop":
-        return config
-    updates: dict[str, Any] = {}
-    if config.model is None and checkpoint.model_name:
-        updates["model"] = checkpoint.model_name
-        updates["model_args"] = config.model_args or checkpoint.model_args
-    if config.dataset is None and checkpoint.dataset_info is not None:
-        updates["dataset"] = checkpoint.dataset_info.name
-    return config.model_copy(update=updates) if updates else config
-
-
 def _require_names(config: RunConfig) -> None:
     missing = [key for key in ("model", "dataset") if getattr(config, key) is None]
     if missing:
@@ -105,7 +98,7 @@ def prepare(config: RunConfig, *, multi_process: bool = False, static_ok: bool =
     the model is built from the dataset's static info instead.
     """
     checkpoint = read_checkpoint(config.load_name, config.load_type) if config.load_name else None
-    config = _fill_from_checkpoint(config, checkpoint)
+    config = fill_names_from_checkpoint(config, checkpoint)
     _require_names(config)
     if not multi_process:
         _require_one_process(config)

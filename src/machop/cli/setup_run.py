@@ -43,23 +43,15 @@ def resolve_and_show(args: ConfigArgs, *, from_checkpoint: bool = False) -> Reso
 def with_checkpoint_names(resolved: ResolvedConfig) -> ResolvedConfig:
     """model, dataset and model_args from a machop checkpoint where the config has none, noted."""
     from machop.config.resolve import ValueNote
-    from machop.train.checkpoint import read_checkpoint
+    from machop.train.checkpoint import fill_names_from_checkpoint, read_checkpoint
 
     config = resolved.config
     if not config.load_name or (config.model is not None and config.dataset is not None):
         return resolved
     checkpoint = read_checkpoint(config.load_name, config.load_type)
-    if checkpoint.kind != "machop":
-        return resolved
-    updates: dict[str, Any] = {}
-    if config.model is None and checkpoint.model_name:
-        updates["model"] = checkpoint.model_name
-        updates["model_args"] = config.model_args or checkpoint.model_args
-    if config.dataset is None and checkpoint.dataset_info is not None:
-        updates["dataset"] = checkpoint.dataset_info.name
-    resolved.config = config.model_copy(update=updates)
-    resolved.notes.update({key: ValueNote("from checkpoint")
-                           for key in ("model", "dataset") if key in updates})
+    resolved.config = fill_names_from_checkpoint(config, checkpoint)
+    resolved.notes.update({key: ValueNote("from checkpoint") for key in ("model", "dataset")
+                           if getattr(config, key) != getattr(resolved.config, key)})
     return resolved
 
 

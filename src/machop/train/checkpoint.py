@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -13,6 +13,9 @@ from torch import nn
 from machop.data.dataset import DatasetInfo
 from machop.errors import CheckpointError
 from machop.io_atomic import write_atomic
+
+if TYPE_CHECKING:
+    from machop.config.schema import RunConfig
 
 FORMAT = "machop-checkpoint"
 FORMAT_VERSION = 1
@@ -269,3 +272,16 @@ def load_base_checkpoint(model: nn.Module, path: str | Path, *, model_name: str,
                           f"another run ({_made_for(checkpoint)}; this run: {model_name} on "
                           f"{dataset}): {detail}; pass --project NAME to give this run a folder "
                           "of its own")
+
+
+def fill_names_from_checkpoint(config: RunConfig, checkpoint: Checkpoint | None) -> RunConfig:
+    """Take model and dataset names from a machop checkpoint when the config lacks them."""
+    if checkpoint is None or checkpoint.kind != "machop":
+        return config
+    updates: dict[str, Any] = {}
+    if config.model is None and checkpoint.model_name:
+        updates["model"] = checkpoint.model_name
+        updates["model_args"] = config.model_args or checkpoint.model_args
+    if config.dataset is None and checkpoint.dataset_info is not None:
+        updates["dataset"] = checkpoint.dataset_info.name
+    return config.model_copy(update=updates) if updates else config
