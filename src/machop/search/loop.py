@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import optuna
 
+from machop.errors import exception_line
 from machop.search import records
 from machop.search.claims import Unclaimed, claim_budget_slot, claimed_trials, counted_trials
 from machop.search.evaluator import TrialEvaluator
@@ -15,11 +16,7 @@ from machop.search.study import requeue, requeue_dead
 from machop.search.workers import worker_id
 
 TrialDone = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
-
-
-def _fail_reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:300]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+FAIL_REASON_CHARS = 300
 
 
 def _objective(evaluate: TrialEvaluator, budget: int, worker: str) -> Callable[[optuna.Trial], list[float]]:
@@ -39,7 +36,7 @@ def _objective(evaluate: TrialEvaluator, budget: int, worker: str) -> Callable[[
             requeue(trial.study, trial.number, trial.params)
             raise
         except BaseException as exc:  # recorded, then Optuna marks the trial FAIL
-            trial.set_user_attr(records.TRIAL_FAIL, _fail_reason(exc))
+            trial.set_user_attr(records.TRIAL_FAIL, exception_line(exc, FAIL_REASON_CHARS))
             raise
     return objective
 

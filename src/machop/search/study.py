@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from machop.errors import SearchError
+from machop.errors import SearchError, exception_line
 from machop.search import records
 from machop.search.journal import TrialDurableJournalBackend, check_journal, corrupt_journal
 from machop.search.workers import is_dead
@@ -94,7 +94,7 @@ def open_storage(url: str | None, search_dir: Path, *, heartbeat_interval: int =
         try:
             return optuna.storages.JournalStorage(TrialDurableJournalBackend(path)), path
         except (KeyError, TypeError, ValueError, AssertionError) as exc:  # records of the wrong shape
-            raise corrupt_journal(path, None, f"{type(exc).__name__}: {exc}") from None
+            raise corrupt_journal(path, None, exception_line(exc)) from None
     try:
         return _rdb_storage(url, heartbeat_interval, grace_period), url
     except ImportError as exc:
