@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from machop.search import records
 
-SPACE = 2 * 4 * 2  # data_in widths x weight widths x bias widths
+SPACE = 2 * 3 * 2  # data_in widths x weight widths x bias widths
 
 
 def _config(tmp_path: Path) -> Path:
@@ -46,14 +46,14 @@ name = ["NA"]
 name = ["integer"]
 data_in_width = [4, 8]
 data_in_frac_width = ["NA"]
-weight_width = [2, 3, 4, 8]
+weight_width = [2, 4, 8]
 weight_frac_width = ["NA"]
 bias_width = [4, 8]
 
 [search.strategy]
 name = "bruteforce"
 [search.strategy.sw_runner.basic_train]
-max_epochs = 4
+max_epochs = 2
 [search.strategy.hw_runner.bitops]
 [search.strategy.setup]
 n_trials = 1000
@@ -111,7 +111,7 @@ def test_ctrl_c_writes_nothing_partial_and_the_next_run_resumes(tmp_path):
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == 130, stderr
     assert stderr.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in stderr
     search_dir = tmp_path / "p" / "search"
     assert not (search_dir / "report.html").exists()  # reports are written when a run ends, not halfway
@@ -181,7 +181,7 @@ def _run_and_kill(command: list[str], project_dir: Path, event: str, delay: floa
                 "reports begun": lambda: csv.exists() and csv.stat().st_mtime > launched}[event]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     while not happened() and process.poll() is None:
-        time.sleep(0.02)
+        time.sleep(0.05)  # reading the study takes CPU time from the search on a small machine
     time.sleep(delay)
     process.send_signal(signal.SIGKILL)
     process.wait()
