@@ -89,7 +89,9 @@ def _grid(seed: int, choices: dict[str, list[Any]]) -> BaseSampler:
 
 def _bruteforce(seed: int, choices: dict[str, list[Any]]) -> BaseSampler:
     """Every configuration once, in a seeded order (MASE's name = "bruteforce" selects it too)."""
-    return _samplers().BruteForceSampler(seed=seed)
+    from machop.search.bruteforce import BruteForceSampler
+
+    return BruteForceSampler(seed=seed)
 
 
 def _greedy(seed: int, choices: dict[str, list[Any]]) -> BaseSampler:
