@@ -15,47 +15,13 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from tests.helpers.search import write_config
 
 from machop.search import records
 from machop.search.claims import requeued_numbers
 from machop.search.study import open_storage, requeue_dead
 
 SPACE_SIZE = 16  # 2 data_in widths x 4 weight widths x 2 bias widths
-
-
-def write_config(tmp_path: Path, *, weight_widths: str = "[2, 4, 8, 16]", epochs: int = 2) -> Path:
-    path = tmp_path / "workers.toml"
-    path.write_text(f"""
-model = "jsc-three-linear-layers"
-dataset = "digits"
-batch_size = 64
-seed = 5
-
-[search.search_space]
-name = "graph/quantize/mixed_precision_ptq"
-setup = {{ by = "type", share_by_type = true }}
-[search.search_space.seed.default.config]
-name = ["NA"]
-[search.search_space.seed.linear.config]
-name = ["integer"]
-data_in_width = [4, 8]
-data_in_frac_width = ["NA"]
-weight_width = {weight_widths}
-weight_frac_width = ["NA"]
-bias_width = [8, 16]
-
-[search.strategy]
-name = "bruteforce"
-[search.strategy.sw_runner.basic_train]
-max_epochs = {epochs}
-[search.strategy.setup]
-n_trials = 100
-heartbeat_interval = 1
-grace_period = 3
-[search.strategy.metrics]
-accuracy.scale = 1.0
-""")
-    return path
 
 
 def _command(config: Path, url: str, project_dir: Path, study: str, *extra: str) -> list[str]:

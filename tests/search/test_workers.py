@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from machop.search import records
+from machop.search import claims, records
 from machop.search.claims import (
     Unclaimed,
     claim_budget_slot,
@@ -60,14 +60,18 @@ def test_the_lower_numbered_trial_holds_a_grid_point():
     assert second.study.trials[1].user_attrs[records.TRIAL_UNCOUNTED] == "duplicate"
 
 
-def test_a_point_still_being_sampled_below_is_waited_for_until_patience_runs_out():
+def test_a_point_still_being_sampled_below_is_waited_for_until_patience_runs_out(monkeypatch):
     study = _study()
     study.enqueue_trial({"a": 2, "b": 4})
     sampling, later = study.ask(), study.ask()
     sampling.suggest_categorical("a", CHOICES["a"])  # "b" not drawn yet: undecided
     later.suggest_categorical("a", CHOICES["a"])
     later.suggest_categorical("b", CHOICES["b"])
+    polls = []
+    monkeypatch.setattr(claims.time, "sleep", polls.append)
     claim_grid_point(later, dict(later.params), patience=0.05)  # gives up waiting, then holds it
+    assert polls and set(polls) == {0.01}
+    assert records.TRIAL_UNCOUNTED not in study.trials[1].user_attrs
 
 
 def test_budget_slots_go_to_the_lowest_numbers():
