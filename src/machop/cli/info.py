@@ -7,7 +7,7 @@ importing them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -53,26 +53,26 @@ def _metrics_table() -> Table:
     return table
 
 
+def _described_table(title: str, entries: dict[str, Any]) -> Table:
+    """Name | Description for the entries of a registry whose entries carry a description."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("Name")
+    table.add_column("Description")
+    for name, entry in entries.items():
+        table.add_row(name, entry.description)
+    return table
+
+
 def _samplers_table() -> Table:
     from machop.search.samplers import SAMPLERS
 
-    table = Table(title="Samplers (search.strategy.setup.sampler)", title_justify="left")
-    table.add_column("Name")
-    table.add_column("Description")
-    for name, entry in SAMPLERS.items():
-        table.add_row(name, entry.description)
-    return table
+    return _described_table("Samplers (search.strategy.setup.sampler)", SAMPLERS)
 
 
 def _pruners_table() -> Table:
     from machop.search.pruners import PRUNERS
 
-    table = Table(title="Pruners (search.strategy.setup.pruner)", title_justify="left")
-    table.add_column("Name")
-    table.add_column("Description")
-    for name, entry in PRUNERS.items():
-        table.add_row(name, entry.description)
-    return table
+    return _described_table("Pruners (search.strategy.setup.pruner)", PRUNERS)
 
 
 # Topic -> its table, in the order `info all` prints them.
