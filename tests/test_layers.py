@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli", ("machop.cli", "machop.__main__", "machop")),
     ("search", ("machop.search",)),
     ("api", ("machop.api",)),
-    ("metrics, passes", ("machop.metrics", "machop.passes")),
+    ("metrics, passes, export", ("machop.metrics", "machop.passes", "machop.export")),
     ("train, quant, models", ("machop.train", "machop.quant", "machop.models")),
     ("data, graph, config, runtime", ("machop.data", "machop.graph", "machop.config", "machop.runtime",
                                       "machop.project")),
