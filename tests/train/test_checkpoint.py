@@ -133,3 +133,25 @@ def test_non_checkpoint_dict(tmp_path):
     torch.save({"hello": 1}, path)
     with pytest.raises(CheckpointError, match="is not a machop, Lightning"):
         read_checkpoint(path)
+
+
+def test_config_naming_the_model_takes_the_checkpoints_model_args(tmp_path):
+    from machop.config.schema import RunConfig
+    from machop.train.checkpoint import fill_names_from_checkpoint
+
+    torch.manual_seed(0)
+    info = DatasetInfo("digits", num_classes=10, num_features=64, image_size=(1, 8, 8))
+    narrow = build_model("vgg7", info, {"widths": [4, 8, 8], "hidden": 16})
+    path = save_checkpoint(tmp_path / "narrow.ckpt", narrow, model_name="vgg7", dataset_info=info,
+                           model_args={"widths": [4, 8, 8], "hidden": 16})
+    checkpoint = read_checkpoint(path)
+    named = RunConfig(model="vgg7", dataset="digits", load_name=str(path))
+    filled = fill_names_from_checkpoint(named, checkpoint)
+    assert filled.model_args == {"widths": [4, 8, 8], "hidden": 16}
+    rebuilt = build_model(filled.model, info, filled.model_args)
+    assert same_weights(narrow, load_checkpoint(rebuilt, path))
+    other = named.model_copy(update={"model_args": {"widths": [8, 8, 8], "hidden": 16}})
+    with pytest.raises(CheckpointError, match="trained with model_args"):
+        fill_names_from_checkpoint(other, checkpoint)
+    same = named.model_copy(update={"model_args": {"widths": [4, 8, 8], "hidden": 16}})
+    assert fill_names_from_checkpoint(same, checkpoint).model_args == same.model_args

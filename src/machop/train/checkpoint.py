@@ -274,6 +274,18 @@ def load_base_checkpoint(model: nn.Module, path: str | Path, *, model_name: str,
                           "of its own")
 
 
+def _model_args_from(config: RunConfig, checkpoint: Checkpoint) -> dict[str, Any]:
+    """The checkpoint's model_args when the config gives none; refused when both differ."""
+    if not config.model_args:
+        return {"model_args": dict(checkpoint.model_args)} if checkpoint.model_args else {}
+    if checkpoint.model_args and config.model_args != checkpoint.model_args:
+        raise CheckpointError(f"checkpoint {str(config.load_name)!r} was trained with model_args "
+                          f"{checkpoint.model_args} but the config gives {config.model_args}: drop "
+                          "[model_args] from the config (the checkpoint's are used) or load a "
+                          "checkpoint trained with them")
+    return {}
+
+
 def fill_names_from_checkpoint(config: RunConfig, checkpoint: Checkpoint | None) -> RunConfig:
     """Take model and dataset names from a machop checkpoint when the config lacks them."""
     if checkpoint is None or checkpoint.kind != "machop":
@@ -281,7 +293,8 @@ def fill_names_from_checkpoint(config: RunConfig, checkpoint: Checkpoint | None)
     updates: dict[str, Any] = {}
     if config.model is None and checkpoint.model_name:
         updates["model"] = checkpoint.model_name
-        updates["model_args"] = config.model_args or checkpoint.model_args
+    if checkpoint.model_name and config.model in (None, checkpoint.model_name):
+        updates.update(_model_args_from(config, checkpoint))
     if config.dataset is None and checkpoint.dataset_info is not None:
         updates["dataset"] = checkpoint.dataset_info.name
     return config.model_copy(update=updates) if updates else config
