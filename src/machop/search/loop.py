@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from machop.search.workers import worker_id
 
 TrialDone = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 FAIL_REASON_CHARS = 300
+_log = logging.getLogger(__name__)
 
 
 def _objective(evaluate: TrialEvaluator, budget: int, worker: str) -> Callable[[optuna.Trial], list[float]]:
@@ -70,6 +72,25 @@ def run_trials(study: optuna.Study, evaluate: TrialEvaluator, budget: int, *,
         if claimed_trials(study) >= budget:
             time.sleep(poll if remaining is None else min(poll, remaining))
             continue
-        study.optimize(objective, timeout=remaining, catch=(Exception,), callbacks=[stop_at_budget],
-                       gc_after_trial=False, show_progress_bar=False)
+        try:
+            study.optimize(objective, timeout=remaining, catch=(Exception,), callbacks=[stop_at_budget],
+                           gc_after_trial=False, show_progress_bar=False)
+        except (ValueError, AssertionError) as exc:
+            if not _failed_elsewhere(exc):
+                raise
+            _log.warning("a trial of this worker was failed and queued again by another worker "
+                         "(its heartbeat looked stale); its result is dropped and the copy counts")
     return counted_trials(study) - before
+
+
+def _failed_elsewhere(exc: BaseException | None) -> bool:
+    """Whether Optuna refused to tell a trial because another worker had already failed it.
+
+    Optuna raises ValueError("Cannot tell a FAIL trial.") and, while cleaning up, an
+    AssertionError whose context is that ValueError.
+    """
+    while exc is not None:
+        if isinstance(exc, ValueError) and str(exc).startswith("Cannot tell a "):
+            return True
+        exc = exc.__context__
+    return False
