@@ -1,10 +1,16 @@
-"""The worker loop: a trial failed elsewhere while it ran does not stop the worker."""
+"""The worker loop: trials failed elsewhere while they ran, and Ctrl-C, leave the study consistent."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import optuna
+import pytest
 from optuna.trial import TrialState
 
+from machop.search import records
 from machop.search.loop import run_trials
 
 
@@ -33,3 +39,42 @@ def test_other_errors_of_optuna_still_surface():
 
     run_trials(study, evaluate, budget=1)
     assert study.trials[0].state == TrialState.FAIL
+
+
+def _interrupt_me() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_during_an_evaluation_fails_that_trial_and_queues_it_again():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def evaluate(trial: optuna.Trial) -> list[float]:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        if trial.number == 2:
+            _interrupt_me()
+            time.sleep(5)  # not reached: the interrupt is raised here
+        return [x]
+
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(study, evaluate, budget=10)
+    trials = study.get_trials()
+    assert [t.state for t in trials[:3]] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL]
+    assert trials[2].user_attrs[records.TRIAL_UNCOUNTED] == "interrupted"
+    assert trials[3].state == TrialState.WAITING and trials[3].system_attrs["fixed_params"] == trials[2].params
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_during_bookkeeping_waits_for_it_then_stops():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    recorded: list[int] = []
+
+    def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.number == 1:
+            _interrupt_me()
+        recorded.append(trial.number)  # the callback finishes although Ctrl-C came first
+
+    with pytest.raises(KeyboardInterrupt):
+        run_trials(study, lambda trial: [trial.suggest_float("x", 0.0, 1.0)], budget=10, on_trial=on_trial)
+    assert recorded == [0, 1]
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert [t.state for t in study.get_trials()][:2] == [TrialState.COMPLETE, TrialState.COMPLETE]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import optuna
 
@@ -21,12 +25,56 @@ FAIL_REASON_CHARS = 300
 _log = logging.getLogger(__name__)
 
 
-def _objective(evaluate: TrialEvaluator, budget: int, worker: str) -> Callable[[optuna.Trial], list[float]]:
+class _CtrlC:
+    """Ctrl-C stops a trial's evaluation at once (the trial is failed and queued again), but waits
+    for Optuna's bookkeeping around it (ask, tell, callbacks) to finish: an interrupt there would
+    leave a trial RUNNING, or a finished one half-recorded, in the storage."""
+
+    def __init__(self) -> None:
+        self.in_evaluation = False
+        self.pending = False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.in_evaluation:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def raise_pending(self) -> None:
+        """Raise the interrupt that arrived during bookkeeping, now that it is done."""
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def evaluation(self) -> Iterator[None]:
+        """Interrupts inside this block are raised where they arrive."""
+        self.raise_pending()
+        self.in_evaluation = True
+        try:
+            yield
+        finally:
+            self.in_evaluation = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_CtrlC]:
+        """Handle SIGINT in this (main) thread while the block runs; elsewhere, leave it be."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self.handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        self.raise_pending()
+
+
+def _objective(evaluate: TrialEvaluator, budget: int, worker: str,
+               ctrl_c: _CtrlC) -> Callable[[optuna.Trial], list[float]]:
     def objective(trial: optuna.Trial) -> list[float]:
         try:
-            trial.set_user_attr(records.TRIAL_WORKER, worker)
-            claim_budget_slot(trial, budget)
-            return evaluate(trial)
+            with ctrl_c.evaluation():
+                return _evaluate(trial)
         except optuna.TrialPruned:
             raise
         except Unclaimed as exc:
@@ -40,6 +88,11 @@ def _objective(evaluate: TrialEvaluator, budget: int, worker: str) -> Callable[[
         except BaseException as exc:  # recorded, then Optuna marks the trial FAIL
             trial.set_user_attr(records.TRIAL_FAIL, exception_line(exc, FAIL_REASON_CHARS))
             raise
+
+    def _evaluate(trial: optuna.Trial) -> list[float]:
+        trial.set_user_attr(records.TRIAL_WORKER, worker)
+        claim_budget_slot(trial, budget)
+        return evaluate(trial)
     return objective
 
 
@@ -54,7 +107,8 @@ def run_trials(study: optuna.Study, evaluate: TrialEvaluator, budget: int, *,
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     before = counted_trials(study)
-    objective = _objective(evaluate, budget, worker_id())
+    ctrl_c = _CtrlC()
+    objective = _objective(evaluate, budget, worker_id(), ctrl_c)
 
     def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial is not None:
@@ -63,23 +117,25 @@ def run_trials(study: optuna.Study, evaluate: TrialEvaluator, budget: int, *,
         if claimed_trials(study) >= budget or search_finished(study):
             study.stop()
 
-    while True:
-        requeue_dead(study, grace_period)
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if counted_trials(study) >= budget or (remaining is not None and remaining <= 0) \
-                or search_finished(study):
-            break
-        if claimed_trials(study) >= budget:
-            time.sleep(poll if remaining is None else min(poll, remaining))
-            continue
-        try:
-            study.optimize(objective, timeout=remaining, catch=(Exception,), callbacks=[stop_at_budget],
-                           gc_after_trial=False, show_progress_bar=False)
-        except (ValueError, AssertionError) as exc:
-            if not _failed_elsewhere(exc):
-                raise
-            _log.warning("a trial of this worker was failed and queued again by another worker "
-                         "(its heartbeat looked stale); its result is dropped and the copy counts")
+    with ctrl_c.installed():
+        while True:
+            ctrl_c.raise_pending()
+            requeue_dead(study, grace_period)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if counted_trials(study) >= budget or (remaining is not None and remaining <= 0) \
+                    or search_finished(study):
+                break
+            if claimed_trials(study) >= budget:
+                time.sleep(poll if remaining is None else min(poll, remaining))
+                continue
+            try:
+                study.optimize(objective, timeout=remaining, catch=(Exception,), callbacks=[stop_at_budget],
+                               gc_after_trial=False, show_progress_bar=False)
+            except (ValueError, AssertionError) as exc:
+                if not _failed_elsewhere(exc):
+                    raise
+                _log.warning("a trial of this worker was failed and queued again by another worker "
+                             "(its heartbeat looked stale); its result is dropped and the copy counts")
     return counted_trials(study) - before
 
 
