@@ -9,6 +9,10 @@ same weights are evaluated three ways in the same process, in eval mode without 
                 quantized weights are computed once and reused (machop's default).
 * uncached   -- the same quantized model with weight caching switched off, so every forward
                 quantizes the constant weights again.
+* f32 sums   -- the cached model with its layers forced to sum in float32 (machop before exact
+                simulation). The "16-bit" rows (inputs 16/8, weights 16/12) need more than
+                float32's 24 bits per sum, so machop sums them in float64 to stay exact; the
+                8-bit rows fit float32 and are computed as before (the column then equals cached).
 
 Times are medians of torch.utils.benchmark.Timer.blocked_autorange. Target (P3):
 cached / float <= 1.5. The script prints a table and writes benchmarks/results/fake_quant.json;
@@ -40,7 +44,11 @@ WEIGHTED_ONLY = {"by": "type", "default": {"config": {"name": None}},
                  "linear": {"config": INT8}, "conv2d": {"config": INT8}}
 WITH_RELU = {**WEIGHTED_ONLY,
              "relu": {"config": {"name": "integer", "data_in_width": 8, "data_in_frac_width": 4}}}
-CONFIGS = {"linear+conv": WEIGHTED_ONLY, "linear+conv+relu": WITH_RELU}
+INT16 = {"name": "integer", "data_in_width": 16, "data_in_frac_width": 8, "weight_width": 16,
+         "weight_frac_width": 12, "bias_width": 16, "bias_frac_width": 8}
+WIDE = {"by": "type", "default": {"config": {"name": None}},
+        "linear": {"config": INT16}, "conv2d": {"config": INT16}}
+CONFIGS = {"linear+conv": WEIGHTED_ONLY, "linear+conv+relu": WITH_RELU, "linear+conv 16-bit": WIDE}
 WORKLOADS = {  # display name: (model, dataset info, model_args, input shape)
     "jsc-three-linear-layers": ("jsc-three-linear-layers", DatasetInfo("jsc", 5, 16), {}, (16,)),
     "vgg7 (widths 16/32/64)": ("vgg7", DatasetInfo("cifar10", 10, 3072, (3, 32, 32)),
@@ -55,6 +63,13 @@ def median_ms(model: torch.nn.Module, x: torch.Tensor, min_run_time: float) -> f
                             globals={"model": model, "x": x, "torch": torch},
                             num_threads=torch.get_num_threads())
     return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def set_float32_sums(module: torch.nn.Module) -> None:
+    """Force every quantized layer to sum in float32 (machop before exact simulation)."""
+    for layer in module.modules():
+        if isinstance(layer, WEIGHTED):
+            layer.exact_dtype = None
 
 
 def set_weight_cache(module: torch.nn.Module, enabled: bool) -> None:
@@ -77,8 +92,14 @@ def measure(name: str, quantized_ops: str, batch: int, min_run_time: float) -> d
     cached_ms = median_ms(quantized, x, min_run_time)
     set_weight_cache(quantized, False)
     uncached_ms = median_ms(quantized, x, min_run_time)
+    set_weight_cache(quantized, True)
+    float64_layers = sum(1 for layer in quantized.modules()
+                         if isinstance(layer, WEIGHTED) and layer.exact_dtype is not None)
+    set_float32_sums(quantized)
+    float32_sums_ms = median_ms(quantized, x, min_run_time)
     return {"workload": name, "quantized": quantized_ops, "batch": batch, "float_ms": float_ms, "cached_ms": cached_ms,
-            "uncached_ms": uncached_ms, "cached_over_float": cached_ms / float_ms,
+            "uncached_ms": uncached_ms, "float32_sums_ms": float32_sums_ms,
+            "float64_layers": float64_layers, "cached_over_float": cached_ms / float_ms,
             "uncached_over_float": uncached_ms / float_ms,
             "pass": cached_ms / float_ms <= TARGET}
 
@@ -87,12 +108,13 @@ def print_table(rows: list[dict], threads: int) -> None:
     """Rich table plus plain rows."""
     table = Table(title=f"P3: fake-quantized vs float evaluation ({threads} threads)")
     for column in ("workload", "quantized", "batch", "float ms", "cached ms", "uncached ms",
-                   f"cached/float (<= {TARGET})", "uncached/float"):
+                   "f32 sums ms", "f64 layers", f"cached/float (<= {TARGET})", "uncached/float"):
         table.add_column(column, justify="left" if column in ("workload", "quantized") else "right")
     for r in rows:
         verdict = "PASS" if r["pass"] else "MISS"
         table.add_row(r["workload"], r["quantized"], str(r["batch"]), f"{r['float_ms']:.3f}", f"{r['cached_ms']:.3f}",
-                      f"{r['uncached_ms']:.3f}", f"{r['cached_over_float']:.2f} {verdict}",
+                      f"{r['uncached_ms']:.3f}", f"{r['float32_sums_ms']:.3f}", str(r["float64_layers"]),
+                      f"{r['cached_over_float']:.2f} {verdict}",
                       f"{r['uncached_over_float']:.2f}")
     Console(width=160).print(table)
 

@@ -421,7 +421,8 @@ def analyze(config: RunConfig, metrics: list[str] | None = None, *, split: str =
         "notes": context.notes, "static_only": static_only, "per_node": per_node,
         "per_class": classification.get("per_class"),
         "confusion_matrix": classification.get("confusion_matrix"),
-        "speed": {k: v for k, v in context.results.get("speed", {}).items()}})
+        "speed": {k: v for k, v in context.results.get("speed", {}).items()},
+        "onnx": dict(context.results.get("onnx", {}))})
     note_random_weights(config, "analyze")
     return AnalyzeOutcome(metrics=values, notes=context.notes, per_node=per_node,
                           classification=classification, path=path, static_only=static_only)
@@ -537,3 +538,41 @@ def _frac_options(graph: Any, calibration: Any, data: Any) -> dict[str, Any]:
         return {}
     label = f"auto ({calibration.method}, weights per {calibration.granularity}, on {calibration.split})"
     return {"node_config": calibrated_frac_config(graph, calibration, data), "frac": label}
+
+
+EXPORT_DIR = "exported"
+
+
+def export(config: RunConfig, format_name: str = "onnx", *, out: Path | None = None, check: bool = True,
+           per_layer: bool = False, strict: bool = False, threshold: float | None = None,
+           split: str = "validation", options: dict[str, Any] | None = None) -> Any:
+    """Export the model `transform`/`test --load` would give to `format_name`; returns an ExportResult.
+
+    A transformed checkpoint (`--load .../model.machop`) rebuilds itself; otherwise the config's
+    [passes] are applied with calibration data, as `machop transform` does. The parity check runs
+    on `split` unless `check` is False; with `strict`, agreement below `threshold` is an error and
+    nothing is written. `out` defaults to <project>/exported/<format>/.
+    """
+    from machop.export.formats import export_format
+    from machop.export.request import ExportRequest
+    from machop.export.run import run_export
+    from machop.graph import Graph
+    from machop.passes import apply_passes
+
+    export_format(format_name).function()  # unknown format or missing extra: before loading anything
+    split = split_key(split)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"--threshold must be a fraction of agreeing predictions in 0..1, got {threshold}")
+    prepared = prepare(config)
+    config, data = prepared.config, prepared.dataset
+    graph = Graph(prepared.model, example_batch(data.validation))
+    transformed = prepared.checkpoint is not None and bool(prepared.checkpoint.passes)
+    if config.passes and not transformed:
+        graph, _ = apply_passes(graph, list(config.passes.items()), data=pass_data(config, data))
+    target = Path(out) if out is not None else Project.from_config(config).root / EXPORT_DIR / format_name
+    request = ExportRequest(model=graph.module, out=target, example_input=graph.example_input, dataset=data,
+                            batch_size=config.batch_size, split=split, check=check, per_layer=per_layer,
+                            strict=strict, threshold=threshold, options=dict(options or {}))
+    result = run_export(format_name, request)
+    note_random_weights(config, "export")
+    return result

@@ -93,6 +93,21 @@ NEEDS_CIFAR = "needs the CIFAR-10 batches; tests/experiments/test_examples.py ge
 NEEDS_CLUSTER = "runs on several machines"
 
 EXCLUDED: dict[str, str] = {
+    "machop export --config cfg.toml --per-layer":
+        "cfg.toml is shown in prose on docs/deploy.md; tests/cli/test_export.py exports the same config",
+    ".venv/bin/python benchmarks/onnx_runtime.py --threads 2":
+        "benchmark: full-width VGG7 in four runtimes, minutes on 2 cores",
+    "machop search --config configs/search_quant_jsc_tpe.toml":
+        "the search of docs/fpga.md (trials over the digits data); tests/search/test_example_configs.py "
+        "runs the config small",
+    "machop transform --config chosen.toml --load outputs/jsc-three-linear-layers_classification_digits/"
+    "checkpoints/best.ckpt":
+        "chosen.toml is the reader's own config of a chosen trial; tests/export/test_hls4ml_cli.py "
+        "transforms and exports a config like it",
+    "machop export --config chosen.toml --load outputs/jsc-three-linear-layers_classification_digits/"
+    "transformed/quantize/model.machop --format hls4ml --out hls_jsc --csim":
+        "builds hls4ml's C simulation (15 s with g++) from the reader's chosen.toml; "
+        "tests/export/test_hls4ml_cli.py runs machop export --format hls4ml --csim in-process",
     "machop search --config configs/quickstart.toml":
         "trains jsc-s and runs 60 trials with plots (about a minute); "
         "tests/search/test_example_configs.py runs it small",
@@ -130,7 +145,7 @@ EXCLUDED: dict[str, str] = {
     "machop search --config examples/width_nonuniform.toml": EXPERIMENT,
     "machop search --config examples/joint_width_precision.toml": EXPERIMENT,
     "machop compare-samplers --config examples/greedy_vs_tpe.toml --samplers greedy,tpe --repeats 10": EXPERIMENT,
-    ".venv/bin/python benchmarks/calibration_table.py --threads 1 --seeds 0 1 2 3 4 --sequential":
+    ".venv/bin/python benchmarks/calibration_table.py --threads 1 --seeds 0 1 2 3 4 5 6 7 8 9 --sequential":
         "trains jsc-s five times and measures 56 configurations each (about a minute); "
         "tests/passes/test_calibrate.py checks the same properties on a model trained in seconds",
     "machop search --config examples/vgg7_cifar_tpe.toml --data-dir data": NEEDS_CIFAR,

@@ -109,3 +109,37 @@ def test_vgg7_traces_with_conv_kinds():
     assert kinds.count("conv2d") == 6 and kinds.count("batch_norm2d") == 6
     assert kinds.count("max_pool2d") == 3 and kinds.count("linear") == 3
     assert graph.meta["classifier_0"].input_shapes == [(2, 8 * 4 * 4)]
+
+
+def test_copy_equals_a_deep_copy_without_sharing_anything():
+    import copy
+
+    graph = Graph(build_model("jsc-three-linear-layers", JSC), torch.randn(4, 16))
+    first, second = graph.module.get_submodule("seq_blocks.2"), graph.module.get_submodule("seq_blocks.4")
+    first.weight = second.weight  # tied weights stay tied
+    clone, deep = graph.copy(), copy.deepcopy(graph.module)
+    x = torch.randn(6, 16)
+    for module in (graph.module, clone.module, deep):
+        module.eval()
+    assert torch.equal(clone(x), graph(x)) and torch.equal(clone(x), deep(x))
+    assert type(clone.module).__name__ == type(graph.module).__name__ == "SequentialMLP"
+    assert type(clone.module) is not type(graph.module)  # own class: recompiling one leaves the other
+    assert clone.module.get_submodule("seq_blocks.2").weight is clone.module.get_submodule("seq_blocks.4").weight
+    originals = dict(graph.module.named_parameters(remove_duplicate=False))
+    for name, tensor in [*clone.module.named_parameters(remove_duplicate=False), *clone.module.named_buffers()]:
+        source = originals.get(name, graph.module.get_buffer(name) if name not in originals else None)
+        assert torch.equal(tensor, source) and tensor.data_ptr() != source.data_ptr(), name
+        assert type(tensor) is type(source) and tensor.requires_grad == source.requires_grad
+    assert all(a is not b for a, b in zip(clone.module.modules(), graph.module.modules()))
+    assert clone.module.graph is not graph.module.graph and clone.module.graph.owning_module is clone.module
+    assert clone.module.code == graph.module.code
+    assert {k: m.as_dict() for k, m in clone.meta.items()} == {k: m.as_dict() for k, m in graph.meta.items()}
+    clone.meta["seq_blocks_2"].precision["data_in"]["width"] = 3
+    assert graph.meta["seq_blocks_2"].precision["data_in"]["width"] == 32
+    clone.module.train()
+    assert not graph.module.training
+    relu = clone.node("seq_blocks_1")
+    relu.op, relu.target = "call_function", torch.tanh  # change the copy's graph and regenerate its code
+    clone.recompile()
+    assert "torch.tanh" in clone.module.code and "torch.tanh" not in graph.module.code
+    assert torch.equal(graph(x), deep(x)) and not torch.equal(clone(x), graph(x))

@@ -29,15 +29,16 @@ def make_study(objectives: list[dict], storage=None, name: str = "jsc-ptq", choi
 
 
 def add(study: optuna.Study, params: dict, values=None, metrics=None, feasible: bool = True,
-        state: TrialState = TrialState.COMPLETE, reason: str | None = None) -> None:
+        state: TrialState = TrialState.COMPLETE, reason: str | None = None, attrs: dict | None = None) -> None:
     """One trial recorded like the strategy records it."""
     choices = study.user_attrs[records.STUDY_SPACE]["choices"]
     objectives = study.user_attrs[records.STUDY_OBJECTIVES]
     metrics = metrics or {}
+    extra = dict(attrs or {})
     attrs = {records.TRIAL_METRICS: metrics, records.TRIAL_CONFIG: dict(params),
              records.TRIAL_FEASIBLE: feasible, records.TRIAL_SECONDS: 0.1,
              records.TRIAL_SCALED: {o["name"]: metrics[o["name"]] * o["scale"]
-                                    for o in objectives if o["name"] in metrics}}
+                                    for o in objectives if o["name"] in metrics}, **extra}
     if reason is not None:
         attrs[records.TRIAL_FAIL] = reason
     study.add_trial(create_trial(

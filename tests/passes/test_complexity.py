@@ -101,3 +101,73 @@ def test_matmul_bitops_use_both_inputs():
         "config": {"name": "integer", "data_in_width": 4, "data_in_frac_width": 2}}})
     result = complexity_analysis_pass(quantized, {})[1]["totals"]
     assert result["macs"] == 3 * 3 * 4 and result["bitops"] == 36 * 16
+
+
+def _random_candidate(graph, generator):
+    def pick(values):
+        return values[int(torch.randint(len(values), (1,), generator=generator))]
+
+    config = {"by": "name", "default": NONE}
+    for node in graph.compute_nodes():
+        kind = graph.meta[node.name].kind
+        if kind in ("linear", "conv2d") and pick([True, True, False]):
+            config[node.name] = {"config": {"name": "integer", "data_in_width": pick([2, 4, 8, 16]),
+                                            "weight_width": pick([2, 3, 4, 8]), "bias_width": pick([4, 8, 16])}}
+        elif kind == "relu" and pick([True, False]):
+            config[node.name] = {"config": {"name": "integer", "data_in_width": pick([4, 8])}}
+        elif kind.startswith("batch_norm") and pick([True, False]):
+            config[node.name] = {"config": {"name": "integer", "data_in_width": pick([8, 16]),
+                                            "weight_width": pick([4, 8]), "bias_width": pick([8, 16])}}
+    return quantize_transform_pass(graph, config)[0]
+
+
+def _reference_totals(graph):
+    """Everything counted afresh: a FlopCounterMode forward of this very graph, and model size and
+    bit-width averages from the parameters' owners' precisions."""
+    from machop.passes.complexity import flop_counter_costs
+
+    reference = flop_counter_costs(graph)
+    width = {}
+    for node in graph.compute_nodes():
+        if node.op == "call_module":
+            for name, param in graph.submodule(node).named_parameters(recurse=False):
+                record = graph.meta[node.name].precision.get(name, {"width": 32})
+                width[f"{node.target}.{name}"] = (param.numel(), record["width"])
+    size = sum(n * w for n, w in width.values())
+    weighted = [(graph.meta[node.name], *width[f"{node.target}.weight"]) for node in graph.compute_nodes()
+                if graph.meta[node.name].kind in ("linear", "conv2d")]
+    quantized = [(n, w) for meta, n, w in weighted
+                 if meta.kind == "linear" and meta.precision["weight"]["type"] != "float"]
+    mase = sum(n * w for n, w in quantized) / sum(n for n, _ in quantized) if quantized else 32.0
+    everything = sum(n * w for _, n, w in weighted) / sum(n for _, n, _ in weighted)
+    return {"flops": reference["flops"], "macs": reference["flops"] // 2, "bitops": reference["bitops"],
+            "model_size_bits": size, "average_bitwidth": mase,
+            "average_bitwidth_all": everything,
+            "node_flops": reference["node_flops"]}
+
+
+@pytest.mark.parametrize("name, info, shape, args", [
+    ("jsc-three-linear-layers", JSC, (4, 16), None),
+    ("jsc-s", JSC, (4, 16), {"hidden": (8, 8, 4, 4)}),
+    ("vgg7", CIFAR, (2, 3, 32, 32), {"widths": (4, 8, 8), "hidden": 16}),
+])
+def test_cached_counts_equal_a_full_flop_counter_pass_for_random_candidates(name, info, shape, args):
+    from machop.passes.redefine import redefine_transform_pass
+
+    generator = torch.Generator().manual_seed(len(name))
+    base = Graph(build_model(name, info, args), torch.randn(*shape))
+    linear = next(n.name for n in base.compute_nodes() if base.meta[n.name].kind == "linear")
+    widened, _ = redefine_transform_pass(base, {linear: {"config": {"channel_multiplier": 2}}})
+    for architecture in (base, widened):
+        for _ in range(4):
+            candidate = _random_candidate(architecture, generator)
+            _, info_ = complexity_analysis_pass(candidate, {})
+            got, want = info_["totals"], _reference_totals(candidate)
+            for key in ("flops", "macs", "bitops", "model_size_bits"):
+                assert got[key] == want[key], key
+            assert got["average_bitwidth"] == pytest.approx(want["average_bitwidth"], rel=1e-12)
+            assert got["average_bitwidth_all"] == pytest.approx(want["average_bitwidth_all"], rel=1e-12)
+            per_node = {row["node"]: row["flops"] for row in info_["per_node"]}
+            assert {n: per_node[n] for n in want["node_flops"]} == want["node_flops"]
+    assert complexity_analysis_pass(widened, {})[1]["totals"]["macs"] > \
+        complexity_analysis_pass(base, {})[1]["totals"]["macs"]  # a redefined width is another architecture

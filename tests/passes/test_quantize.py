@@ -231,3 +231,32 @@ def test_conv1d_and_conv2d_modules_are_quantized_exactly():
     with torch.no_grad():
         assert torch.equal(new(x), expected)
     assert "bias" not in new.meta["c2"].precision
+
+
+def _random_config(generator: torch.Generator) -> dict:
+    def pick(values):
+        return values[int(torch.randint(len(values), (1,), generator=generator))]
+
+    entry = {"name": "integer", "data_in_width": pick([4, 8, 16]), "weight_width": pick([2, 4, 8]),
+             "bias_width": pick([8, 16])}
+    if pick([False, True]):
+        entry["data_out_width"] = 8
+    relu = pick([None, {"name": "integer", "data_in_width": pick([4, 8])}])
+    return {"by": "type", "default": NONE, "linear": {"config": entry}, "relu": {"config": relu or {"name": None}},
+            "add": {"config": {"name": "integer", "data_in_width": 16}},
+            "matmul": {"config": {"name": "integer", "data_in_width": pick([8, 16])}}}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_metadata_of_the_swapped_nodes_equals_a_fresh_recording(seed):
+    from machop.graph.metadata import record_metadata
+
+    generator = torch.Generator().manual_seed(seed)
+    for graph in (graph_of(seed=seed), Graph(Functional(), torch.randn(3, 4))):
+        new, _ = quantize_transform_pass(graph, _random_config(generator))
+        recorded = record_metadata(new.module, new.example_input)
+        assert {k: m.as_dict() for k, m in new.meta.items()} == {k: m.as_dict() for k, m in recorded.items()}
+        x = graph.example_input
+        assert torch.equal(new(x), new.module.forward(x))  # the code runs the swapped modules
+        assert {k: m.as_dict() for k, m in graph.meta.items()} == \
+            {k: m.as_dict() for k, m in record_metadata(graph.module, x).items()}  # the input is untouched

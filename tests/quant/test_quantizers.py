@@ -500,3 +500,23 @@ def test_outputs_on_grid_and_in_range() -> None:
     codes = q / steps
     assert torch.equal(codes, codes.round()) and codes.abs().max() <= 15
     assert set(ternary_quantize(x, scaling_factor=False).unique().tolist()) <= {-1.0, 0.0, 1.0}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_add_rounding_equals_round_clamp_divide_at_every_width(dtype):
+    """The fast path (x + C rounds onto the grid) against the definition, ties and extremes included."""
+    from machop.quant.quantizers import integer_range
+
+    generator = torch.Generator().manual_seed(1)
+    for width in range(1, 33):
+        for frac in (-6, 0, 1, width // 2, width - 1, width + 3, 40):
+            ties = torch.arange(-2000, 2000, dtype=dtype) / 2 / 2.0**frac
+            spread = torch.cat([torch.randn(3000, generator=generator, dtype=dtype) * s for s in (1e-2, 1, 1e3, 1e9)])
+            special = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, 1e38, -1e38, 1e-40], dtype=dtype)
+            x = torch.cat([ties, spread, special])
+            for signed in (True, False):
+                lo, hi = integer_range(width, signed)
+                want = torch.mul(x, 2.0**frac).round_().clamp_(lo, hi).div_(2.0**frac)
+                got = integer_quantize(x, width, frac, signed)
+                assert got.dtype == dtype
+                assert torch.equal(got.nan_to_num(nan=0.5), want.nan_to_num(nan=0.5)), (width, frac, signed)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 
 import optuna
 
@@ -11,20 +13,43 @@ from machop.search.journal import TrialDurableJournalBackend
 
 
 def test_records_are_readable_by_plain_optuna_and_fsync_only_at_finished_trials(tmp_path, monkeypatch):
-    synced = []
-    monkeypatch.setattr(journal.os, "fsync", lambda fd: synced.append(fd))
+    synced = []  # (thread, file size at the fsync)
+    monkeypatch.setattr(journal.os, "fsync", lambda fd: synced.append((threading.current_thread().name,
+                                                                       os.fstat(fd).st_size)))
     path = tmp_path / "study.journal"
-    study = optuna.create_study(storage=optuna.storages.JournalStorage(TrialDurableJournalBackend(str(path))),
-                                study_name="s")
+    backend = TrialDurableJournalBackend(str(path))
+    study = optuna.create_study(storage=optuna.storages.JournalStorage(backend), study_name="s")
+    assert synced == [(threading.main_thread().name, path.stat().st_size)]  # a study change: synced at once
     for value in (1.0, 2.0, 3.0):
         trial = study.ask()
         trial.suggest_categorical("x", [1, 2])
         trial.set_user_attr("a", value)
         study.tell(trial, value)
+    backend.wait_durable()
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert len(synced) == 1 + 3  # the study's creation and the three finished trials
+    trial_syncs = synced[1:]
+    # finished trials are synced in the background; requests made during an fsync share the next one
+    assert 1 <= len(trial_syncs) <= 3 and all(name == "machop-journal-fsync" for name, _ in trial_syncs)
+    assert trial_syncs[-1][1] == path.stat().st_size  # the last fsync covers the whole file
     assert len(lines) > len(synced)
     plain = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(path))))
     assert [t.value for t in plain.trials] == [1.0, 2.0, 3.0]
     assert [t.user_attrs["a"] for t in plain.trials] == [1.0, 2.0, 3.0]
+
+
+def test_a_record_cut_off_by_a_killed_writer_is_dropped_before_the_next_write(tmp_path):
+    path = tmp_path / "study.journal"
+    backend = TrialDurableJournalBackend(str(path))
+    study = optuna.create_study(storage=optuna.storages.JournalStorage(backend), study_name="s")
+    study.tell(study.ask(), 1.0)
+    complete = path.read_bytes()
+    with open(path, "ab") as stream:
+        stream.write(b'{"op_code":4,"trial_id":0,"us')  # what a SIGKILL mid-write leaves
+    study.tell(study.ask(), 2.0)
+    backend.wait_durable()
+    assert path.read_bytes().startswith(complete)
+    records = [json.loads(line) for line in path.read_text().splitlines()]  # every line whole again
+    assert len(records) == len(complete.splitlines()) + 2
+    assert [t.value for t in optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(path)))).trials] == [1.0, 2.0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +36,12 @@ def test_mase_search_config_runs_unchanged_and_really_quantizes(cli, tmp_path, c
     outputs = tmp_path / "mase" / "search"
     for name in ("trials.csv", "log.json", "best.json", "report.html"):
         assert (outputs / name).is_file()
+    rate = re.search(r"Trials: 5 in ([0-9.]+) s \(([0-9.]+) trials per second\)", result.stdout)
+    assert rate, result.stdout
+    first = min(t.datetime_start for t in complete).timestamp()
+    span = max(t.datetime_complete for t in complete).timestamp() - first
+    assert float(rate.group(1)) == pytest.approx(span, abs=0.006)
+    assert float(rate.group(2)) == pytest.approx(5 / span, rel=0.05, abs=0.06)
 
 
 def test_multi_objective_pareto(cli, tmp_path, checkpoint):

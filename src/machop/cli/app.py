@@ -11,6 +11,7 @@ import typer
 from machop.cli import state
 from machop.cli.analyze import analyze_command
 from machop.cli.compare_samplers import compare_samplers_command
+from machop.cli.export import export_command
 from machop.cli.info import info_command
 from machop.cli.report import report_command
 from machop.cli.search import search_command
@@ -64,6 +65,7 @@ app.command("analyze")(analyze_command)
 app.command("search")(search_command)
 app.command("compare-samplers")(compare_samplers_command)
 app.command("report")(report_command)
+app.command("export")(export_command)
 app.command("info")(info_command)
 
 

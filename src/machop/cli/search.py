@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import time
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -43,6 +44,7 @@ def search_command(
     # Failed trials are recorded with their reason (trials.csv, report.html); no tracebacks here.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     resolved = resolve_and_show(args)
+    started = time.time()
     outcome = search(resolved.config, storage=storage, study_name=study_name, progress=True,
                      worker=worker, n_trials=n_trials, sampler=sampler, n_jobs=n_jobs, timeout=timeout)
     if outcome.resumed:
@@ -52,3 +54,20 @@ def search_command(
     out.print(f"Storage: {outcome.storage}")
     for name, path in outcome.outputs.items():
         out.print(f"{name}: {path}")
+    rate = trial_rate(outcome.study, started)
+    if rate:
+        out.print(rate)
+
+
+def trial_rate(study: Any, since: float) -> str | None:
+    """'Trials: N in S s (R trials per second)' over the trials that started at `since` or later."""
+    spans = [(t.datetime_start.timestamp(), t.datetime_complete.timestamp())
+             for t in study.get_trials(deepcopy=False)
+             if t.state.is_finished() and t.datetime_start is not None and t.datetime_complete is not None
+             and t.datetime_start.timestamp() >= since]
+    if not spans:
+        return None
+    seconds = max(end for _, end in spans) - min(start for start, _ in spans)
+    if seconds <= 0:
+        return f"Trials: {len(spans)}"
+    return f"Trials: {len(spans)} in {seconds:.2f} s ({len(spans) / seconds:.1f} trials per second)"

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 from torch import fx, nn
 
 from machop.errors import ModelError, exception_line
-from machop.graph.metadata import NodeMeta, record_metadata
+from machop.graph.metadata import NodeMeta, record_metadata, restamped
 from machop.graph.trace import trace
 
 PASSES_KEY = "machop_passes"
@@ -29,7 +30,7 @@ class Graph:
     def refresh(self) -> Graph:
         """Recompile the module and re-record metadata after the graph or modules changed."""
         self.module.graph.lint()
-        self.module.recompile()
+        self.recompile()
         try:
             self.meta = record_metadata(self.module, self.example_input)
         except Exception as exc:  # a model's own forward may fail on a wrong-shaped input
@@ -38,12 +39,26 @@ class Graph:
                              f"{exception_line(exc, 200)}") from exc
         return self
 
+    def recompile(self) -> None:
+        """Regenerate the module's code from its fx graph (after nodes changed)."""
+        self.module.recompile()
+
+    def restamp(self, names: Iterable[str]) -> None:
+        """Re-read the metadata of nodes whose module or function was swapped for one computing the
+        same shapes (precisions, kind, target, parameters), without running the model."""
+        for name in names:
+            self.meta[name] = restamped(self.meta[name], self.node(name), self.module)
+
     def copy(self) -> Graph:
-        """An independent deep copy (module, parameters and metadata)."""
+        """An independent copy: its own modules, parameters, buffers, fx graph and metadata.
+
+        Equal to a deep copy, built without copy.deepcopy's generic machinery and without
+        regenerating the module's code (the copy starts with its original's compiled forward).
+        """
         clone = Graph.__new__(Graph)
-        clone.module = copy.deepcopy(self.module)
+        clone.module = copy_graph_module(self.module)
         clone.example_input = self.example_input
-        clone.meta = copy.deepcopy(self.meta)
+        clone.meta = {name: meta.copy() for name, meta in self.meta.items()}
         return clone
 
     @property
@@ -80,6 +95,42 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"Graph({type(self.module).__name__}, {len(self.compute_nodes())} compute nodes)"
+
+
+def _copy_value(value: Any, memo: dict[int, Any]) -> Any:
+    if type(value) in (dict, OrderedDict) and not value:  # a module's many (usually empty) hook tables
+        return type(value)()
+    return copy.deepcopy(value, memo)
+
+
+def _copy_module(module: nn.Module, memo: dict[int, Any]) -> nn.Module:
+    """A deep copy of one module: what copy.deepcopy makes, with its modules copied by this function."""
+    known = memo.get(id(module))
+    if known is not None:
+        return known
+    if isinstance(module, fx.GraphModule):
+        new = fx.GraphModule.__new__(type(module))  # a class of its own, as every GraphModule has
+        type(new).__name__ = type(module).__name__  # the traced model's name, as GraphModule sets it
+        type(new).forward = type(module).forward  # the generated code: it reads everything from self
+    else:
+        new = object.__new__(type(module))
+    memo[id(module)] = new
+    state: dict[str, Any] = {}
+    for key, value in module.__dict__.items():
+        if key == "_modules":
+            state[key] = {name: None if child is None else _copy_module(child, memo)
+                          for name, child in value.items()}
+        else:
+            state[key] = _copy_value(value, memo)  # parameters and buffers: tensors, memo keeps ties
+    new.__dict__.update(state)
+    if isinstance(new, fx.GraphModule):
+        new.graph.owning_module = new
+    return new
+
+
+def copy_graph_module(module: fx.GraphModule) -> fx.GraphModule:
+    """An independent copy of a GraphModule (modules, parameters, buffers, fx graph, meta)."""
+    return _copy_module(module, {})
 
 
 def applied_passes(model: nn.Module) -> list[tuple[str, dict[str, Any]]]:

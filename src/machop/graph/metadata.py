@@ -45,6 +45,21 @@ class NodeMeta:
                 "param_shapes": {k: list(v) for k, v in self.param_shapes.items()},
                 "precision": self.precision, "analysis": self.analysis}
 
+    def copy(self) -> NodeMeta:
+        """An independent copy (its dicts and lists are new; tuples and strings are shared)."""
+        return NodeMeta(self.name, self.op, self.kind, self.target, list(self.input_shapes),
+                        list(self.input_dtypes), self.output_shape, self.output_dtype,
+                        dict(self.param_shapes), plain_copy(self.precision), plain_copy(self.analysis))
+
+
+def plain_copy(value: Any) -> Any:
+    """A deep copy of plain data (dicts, lists, scalars); much cheaper than copy.deepcopy."""
+    if isinstance(value, dict):
+        return {key: plain_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_copy(item) for item in value]
+    return value
+
 
 def _tensors(value: Any) -> list[torch.Tensor]:
     if isinstance(value, torch.Tensor):
@@ -56,23 +71,46 @@ def _tensors(value: Any) -> list[torch.Tensor]:
     return []
 
 
-def _precision(node: fx.Node, root: nn.Module, kind: str, inputs: list[torch.Tensor],
-               output: list[torch.Tensor]) -> dict[str, dict[str, Any]]:
+def _precision(node: fx.Node, root: nn.Module, kind: str, input_dtype: torch.dtype | None,
+               output_dtype: torch.dtype | None) -> dict[str, dict[str, Any]]:
     module = root.get_submodule(node.target) if node.op == "call_module" else None
     own = getattr(module, "machop_precision", None) or getattr(node.target, "machop_precision", None)
     if own is not None:
         return own(node) if node.op == "call_function" else own()
     records: dict[str, dict[str, Any]] = {}
-    if inputs:
-        records["data_in"] = float_precision(inputs[0].dtype)
+    if input_dtype is not None:
+        records["data_in"] = float_precision(input_dtype)
     if module is not None and kind in WEIGHTED_KINDS:
         for name in ("weight", "bias"):
             param = getattr(module, name, None)
             if isinstance(param, torch.Tensor):
                 records[name] = float_precision(param.dtype)
-    if output:
-        records["data_out"] = float_precision(output[0].dtype)
+    if output_dtype is not None:
+        records["data_out"] = float_precision(output_dtype)
     return records
+
+
+def _dtype(name: str | None) -> torch.dtype | None:
+    return None if name is None else getattr(torch, name)
+
+
+def _parameter_shapes(node: fx.Node, root: nn.Module) -> dict[str, tuple[int, ...]]:
+    if node.op != "call_module":
+        return {}
+    return {name: tuple(p.shape) for name, p in root.get_submodule(node.target).named_parameters(recurse=False)}
+
+
+def restamped(meta: NodeMeta, node: fx.Node, root: nn.Module) -> NodeMeta:
+    """`meta` after the node's module or function was swapped for one that computes the same shapes
+    (a quantized form): op, kind, target, parameters and precisions are read again from the new
+    module, shapes and dtypes kept, so nothing runs."""
+    kind = node_kind(node, root)
+    new = meta.copy()
+    new.op, new.kind, new.target = node.op, kind, target_name(node, root)
+    new.param_shapes = _parameter_shapes(node, root)
+    new.precision = _precision(node, root, kind, _dtype(meta.input_dtypes[0]) if meta.input_dtypes else None,
+                               _dtype(meta.output_dtype))
+    return new
 
 
 class _Recorder(fx.Interpreter):
@@ -88,17 +126,14 @@ class _Recorder(fx.Interpreter):
         result = super().run_node(node)
         outputs = _tensors(result)
         kind = node_kind(node, self.module)
-        params = {}
-        if node.op == "call_module":
-            params = {name: tuple(p.shape) for name, p in
-                      self.module.get_submodule(node.target).named_parameters(recurse=False)}
         self.meta[node.name] = NodeMeta(
             name=node.name, op=node.op, kind=kind, target=target_name(node, self.module),
             input_shapes=shapes, input_dtypes=dtypes,
             output_shape=tuple(outputs[0].shape) if outputs else None,
             output_dtype=str(outputs[0].dtype).removeprefix("torch.") if outputs else None,
-            param_shapes=params,
-            precision=_precision(node, self.module, kind, inputs, outputs))
+            param_shapes=_parameter_shapes(node, self.module),
+            precision=_precision(node, self.module, kind, inputs[0].dtype if inputs else None,
+                                 outputs[0].dtype if outputs else None))
         return result
 
 

@@ -132,7 +132,7 @@ def compute_metrics(names: Iterable[str] | None, context: MetricContext) -> dict
 
 def _classification(context: MetricContext) -> dict[str, Any]:
     """Prediction quality on a dataset split (one prediction pass)."""
-    from machop.runtime.classification import classification_metrics, per_class_report
+    from machop.runtime.classification import classification_summary
     from machop.runtime.predict import predict
 
     if context.dataset is None:
@@ -141,8 +141,7 @@ def _classification(context: MetricContext) -> dict[str, Any]:
     split = context.dataset.evaluation_split(context.split).head(context.num_samples)
     logits, targets = predict(context.graph.module, split, batch_size=max(context.batch_size, 1024),
                               device=context.device)
-    return {**classification_metrics(logits, targets, info.num_classes),
-            **per_class_report(logits, targets, info.num_classes, info.class_names),
+    return {**classification_summary(logits, targets, info.num_classes, info.class_names),
             "num_samples": len(targets)}
 
 
@@ -175,6 +174,17 @@ def _speed(context: MetricContext) -> dict[str, Any]:
     inputs, _ = _batch(context)
     return measure_speed(context.graph.module, inputs, context.batch_size,
                          device=context.device).as_dict()
+
+
+def _onnx(context: MetricContext) -> dict[str, Any]:
+    """Measured ONNX Runtime latency, throughput and size of the model exported with int8 QDQ."""
+    from machop.metrics.onnx import measure_onnx, missing_runtime
+
+    reason = missing_runtime()
+    if reason is not None:
+        return {"onnx_reason": reason}
+    inputs, _ = _batch(context)
+    return measure_onnx(context.graph.module, inputs, context.batch_size).as_dict()
 
 
 def _unavailable(group: str, result: Any) -> dict[str, Any]:
@@ -231,6 +241,11 @@ _GROUP_LIST = (
         _m("inference_time", "minimize", "ms", "inference_time_ms", "forward at batch_size, median"),
         _m("throughput", "maximize", "samples/s", description="batch_size / inference time"),
     ), runners=("hw_runner.latency", "hw_runner.throughput", "hw_runner.speed")),
+    MetricGroup("onnx", _onnx, (
+        _m("onnx_latency", "minimize", "ms", "onnx_latency_ms", "ONNX Runtime batch-1 run, median"),
+        _m("onnx_throughput", "maximize", "samples/s", description="ONNX Runtime at batch_size"),
+        _m("onnx_size", "minimize", "bytes", "onnx_size_bytes", "serialized ONNX model"),
+    ), runners=("hw_runner.onnx",)),
     MetricGroup("memory", _memory, (
         _m("memory_inference", "minimize", "bytes", description="peak memory of one forward"),
         _m("memory_training", "minimize", "bytes", description="peak memory of one training step"),

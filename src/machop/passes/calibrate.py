@@ -44,7 +44,7 @@ from machop.data.dataset import Split, split_key
 from machop.errors import DataError, MachopError, PassError, did_you_mean
 from machop.graph.graph import Graph
 from machop.graph.kinds import WEIGHTED_KINDS
-from machop.passes.quantize import QUANTIZABLE, quantize_selection
+from machop.passes.quantize import EXPLICIT_ONLY, looks_at, node_config, quantize_selection
 from machop.passes.registry import PassData
 from machop.quant.arithmetic import AUTO, NONE_STRINGS, OPERANDS, FracChooser, parse_node_config
 from machop.quant.calibration import (
@@ -55,6 +55,7 @@ from machop.quant.calibration import (
     choose_channel_fracs,
     choose_frac,
 )
+from machop.quant.modules import batch_norm_scale_shift
 
 WHERE = "passes.quantize.calibration"
 GRANULARITIES = ("tensor", "channel")
@@ -200,8 +201,10 @@ def auto_operands(config: dict[str, Any] | None) -> set[str]:
 def node_entries(graph: Graph, args: dict[str, Any]) -> list[tuple[fx.Node, str, dict[str, Any] | None]]:
     """(node, kind, its quantize config) for every quantizable node, in graph order."""
     selection = quantize_selection(graph, args)
-    return [(node, graph.meta[node.name].kind, selection.entry_for(node.name, graph.meta[node.name].kind))
-            for node in graph.compute_nodes() if graph.meta[node.name].kind in QUANTIZABLE]
+    entries = [(node, graph.meta[node.name].kind, node_config(selection, node.name, graph.meta[node.name].kind))
+               for node in graph.compute_nodes()]
+    return [(node, kind, config) for node, kind, config in entries
+            if looks_at(kind) and (config is not None or kind not in EXPLICIT_ONLY)]
 
 
 def needs_calibration(args: Any) -> bool:
@@ -222,7 +225,7 @@ def _tensor_args(node: fx.Node, kind: str, args: tuple, kwargs: dict) -> list[to
     """The values a node's data_in spec quantizes: the input, or both operands of a binary op."""
     values = [*args, *kwargs.values()]
     tensors = [v for v in values if isinstance(v, torch.Tensor)]
-    if kind in WEIGHTED_KINDS or kind == "relu":
+    if kind in WEIGHTED_KINDS or kind in EXPLICIT_ONLY or kind == "relu":
         return tensors[:1]
     return tensors[:2]
 
@@ -316,6 +319,10 @@ def collect_statistics(graph: Graph, watched: dict[str, Iterable[str]], settings
         operands = set(operands)
         if operands & {"weight", "bias"} and kinds[name] in WEIGHTED_KINDS:
             calibration.parameters[name] = _weighted_parameters(graph, node)
+        elif operands & {"weight", "bias"} and kinds[name] in EXPLICIT_ONLY and node.op == "call_module":
+            with torch.no_grad():  # a BatchNorm's weight and bias are its scale and shift
+                scale, shift = batch_norm_scale_shift(graph.submodule(node))
+            calibration.parameters[name] = {"weight": scale.detach(), "bias": shift.detach()}
         active = operands & set(ACTIVATIONS)
         if active:
             calibration.observers[name] = {op: Observer(settings.sample_size, generator) for op in sorted(active)}

@@ -15,12 +15,16 @@ from machop.quant.arithmetic import CHANNEL_OPERANDS, parse_node_config
 from machop.quant.modules import (
     BINARY_FUNCTIONS,
     QUANTIZED_MODULES,
+    QUANTIZED_NORMS,
     QuantBinaryOp,
     QuantFunctionalWeighted,
     QuantReLU,
 )
 
 QUANTIZABLE = (*WEIGHTED_KINDS, "relu", "add", "sub", "mul", "matmul", "bmm")
+# Quantized only by an entry of their own (type key, node name or a regex matching them), never by
+# `default`: configs (and search spaces) written before BatchNorm was quantizable keep their meaning.
+EXPLICIT_ONLY = tuple(QUANTIZED_NORMS)
 # Keys of [passes.quantize] that are no node entries: the calibration table of "auto" frac widths.
 RESERVED = ("report", "calibration")
 
@@ -47,7 +51,8 @@ def _replace_node(graph: Graph, node: fx.Node, kind: str, specs: dict, config: d
     """Swap one node for its quantized form; returns the new type name."""
     if node.op == "call_module":
         old = graph.submodule(node)
-        new = QUANTIZED_MODULES[kind].from_float(old, specs, config) if kind in QUANTIZED_MODULES \
+        quantized = {**QUANTIZED_MODULES, **QUANTIZED_NORMS}
+        new = quantized[kind].from_float(old, specs, config) if kind in quantized \
             else QuantReLU(specs, config)
         graph.module.set_submodule(node.target, new)
         return type(new).__name__
@@ -66,8 +71,10 @@ def _replace_node(graph: Graph, node: fx.Node, kind: str, specs: dict, config: d
 
 
 def _output_channels(graph: Graph, node: fx.Node) -> int | None:
-    """The output channels of a weighted node: dim 0 of its weight."""
+    """The output channels of a weighted node (dim 0 of its weight) or a BatchNorm."""
     meta = graph.meta[node.name]
+    if meta.kind in EXPLICIT_ONLY:
+        return getattr(graph.submodule(node), "num_features", None) if node.op == "call_module" else None
     shape = meta.param_shapes.get("weight") if node.op == "call_module" else \
         (meta.input_shapes[1] if len(meta.input_shapes) > 1 else None)
     return shape[0] if shape else None
@@ -79,7 +86,8 @@ def _check_channels(graph: Graph, node: fx.Node, specs: dict) -> None:
         spec = specs.get(operand)
         if spec is None or not isinstance(spec.frac_width, tuple):
             continue
-        channels = _output_channels(graph, node) if graph.meta[node.name].kind in WEIGHTED_KINDS else None
+        has_channels = graph.meta[node.name].kind in (*WEIGHTED_KINDS, *EXPLICIT_ONLY)
+        channels = _output_channels(graph, node) if has_channels else None
         if channels is None:
             raise PassError(f"node {node.name!r}, key '{operand}_frac_width': a list gives one frac "
                             f"width per output channel, which a {graph.meta[node.name].kind} node does "
@@ -109,31 +117,50 @@ def _describe(specs: dict) -> str:
 def quantize_selection(graph: Graph, args: dict[str, Any]) -> Selection:
     """The pass config's `by`, `default` and entries, each entry checked against the graph."""
     selection = parse_selection("quantize", args, require_default=True, reserved=RESERVED)
-    selection.check_keys([n.name for n in graph.compute_nodes()], QUANTIZABLE)
+    selection.check_keys([n.name for n in graph.compute_nodes()], (*QUANTIZABLE, *EXPLICIT_ONLY))
     return selection
+
+
+def node_config(selection: Selection, name: str, kind: str) -> dict[str, Any] | None:
+    """The config entry of a quantizable node; None for a node the pass does not look at."""
+    if kind in EXPLICIT_ONLY:
+        key = selection.key_for(name, kind)
+        return None if key is None else selection.entries[key]
+    return selection.entry_for(name, kind) if kind in QUANTIZABLE else None
+
+
+def looks_at(kind: str) -> bool:
+    """Whether the pass considers nodes of this kind at all."""
+    return kind in QUANTIZABLE or kind in EXPLICIT_ONLY
 
 
 def quantize_transform_pass(graph: Graph, args: dict[str, Any]) -> tuple[Graph, dict[str, Any]]:
     """Quantize the nodes selected by `by`/`default`/entries; returns a new graph and a summary."""
     selection = quantize_selection(graph, args)
     new = graph.copy()
-    rows, totals, changed = [], Counter(), Counter()
+    rows, totals, changed, swapped, rewritten = [], Counter(), Counter(), [], False
     for node in new.compute_nodes():
         meta = new.meta[node.name]
-        if meta.kind not in QUANTIZABLE:
+        config = node_config(selection, node.name, meta.kind)
+        if not looks_at(meta.kind) or (meta.kind in EXPLICIT_ONLY and config is None):
             continue
         totals[meta.kind] += 1
-        config = selection.entry_for(node.name, meta.kind)
         row = {"node": node.name, "op": meta.kind, "original_type": meta.target,
                "new_type": meta.target, "precision": "float32"}
         if not _is_left_alone(config):
             specs = parse_node_config(config, node=node.name, unsigned_data_in=meta.kind == "relu")
             _check_channels(new, node, specs)
+            rewritten = rewritten or node.op != "call_module"  # a function call becomes a module call
             row["new_type"] = _replace_node(new, node, meta.kind, specs, config)
+            swapped.append(node.name)
             row["precision"] = _describe(specs)
             changed[meta.kind] += 1
         rows.append(row)
     new.record_pass("quantize", args)
-    new.refresh()
+    # A quantized module computes the shapes of the one it replaces: the metadata of the swapped
+    # nodes is re-read from their modules, and the code regenerated only if the graph changed.
+    if rewritten:
+        new.recompile()
+    new.restamp(swapped)
     histogram = {kind: {"total": totals[kind], "quantized": changed[kind]} for kind in totals}
     return new, {"rows": rows, "histogram": histogram}

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from machop.graph.metadata import float_precision
+from machop.quant.exact import simulation_dtype
 
 OperandSpecs = dict[str, Any]  # operand name -> OperandSpec or None (left in float)
 OPERANDS = ("data_in", "weight", "bias", "data_out")
@@ -38,6 +39,7 @@ class _QuantizedParameters:
     def _init_quant(self, specs: OperandSpecs, config: dict[str, Any]) -> None:
         self.specs = dict(specs)
         self.quant_config = dict(config)
+        self.exact_dtype = self.simulation_dtype  # decided once: widths and shapes are fixed
         self._cache_key: tuple | None = None
         self._cached: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
@@ -73,6 +75,24 @@ class _QuantizedParameters:
         return f"{base}, quant={self.quant_config.get('name')}"
 
 
+def exact_call(function: Any, dtype: torch.dtype | None, specs: OperandSpecs, x: torch.Tensor,
+               weight: torch.Tensor, bias: torch.Tensor | None, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """function(x, weight, bias, ...) then data_out, in `dtype` when float32 would round the sum.
+
+    The result returns in x's dtype: rounded once from the exact sum (or exact, when data_out
+    quantizes it to a grid that dtype holds).
+    """
+    if dtype is None or x.dtype != torch.float32:
+        return _apply(specs, "data_out", function(x, weight, bias, *args, **kwargs))
+    out = function(x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype), *args, **kwargs)
+    return _apply(specs, "data_out", out).to(x.dtype)
+
+
+def _reduction_length(weight_shape: torch.Size | tuple[int, ...]) -> int:
+    """Terms summed per output value: in_features, or in_channels / groups × kernel size."""
+    return int(torch.Size(weight_shape)[1:].numel()) if len(weight_shape) > 1 else 1
+
+
 def _quantized_copy(cls: type, module: nn.Module, specs: OperandSpecs, config: dict[str, Any],
                     **shape: Any) -> Any:
     new = cls(**shape, bias=module.bias is not None, device=module.weight.device,
@@ -95,10 +115,15 @@ class QuantLinear(_QuantizedParameters, nn.Linear):
         return _quantized_copy(cls, module, specs, config, in_features=module.in_features,
                                out_features=module.out_features)
 
+    @property
+    def simulation_dtype(self) -> torch.dtype | None:
+        """float64 where float32 would round the fixed-point sum, else None (float32)."""
+        return simulation_dtype(self.specs, self.in_features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.quantized_parameters()
-        out = F.linear(_apply(self.specs, "data_in", x), weight, bias)
-        return _apply(self.specs, "data_out", out)
+        return exact_call(F.linear, self.exact_dtype, self.specs, _apply(self.specs, "data_in", x),
+                          weight, bias)
 
 
 class _QuantConv(_QuantizedParameters):
@@ -115,10 +140,15 @@ class _QuantConv(_QuantizedParameters):
                                dilation=module.dilation, groups=module.groups,
                                padding_mode=module.padding_mode)
 
+    @property
+    def simulation_dtype(self) -> torch.dtype | None:
+        """float64 where float32 would round the fixed-point sum, else None (float32)."""
+        return simulation_dtype(self.specs, _reduction_length(self.weight.shape))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.quantized_parameters()
-        out = self._conv_forward(_apply(self.specs, "data_in", x), weight, bias)
-        return _apply(self.specs, "data_out", out)
+        return exact_call(self._conv_forward, self.exact_dtype, self.specs,
+                          _apply(self.specs, "data_in", x), weight, bias)
 
 
 class QuantConv1d(_QuantConv, nn.Conv1d):
@@ -202,9 +232,10 @@ class QuantFunctionalWeighted(nn.Module):
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
                 *args: Any, **kwargs: Any) -> torch.Tensor:
-        out = self.function(_apply(self.specs, "data_in", x), _apply(self.specs, "weight", weight),
-                            _apply(self.specs, "bias", bias), *args, **kwargs)
-        return _apply(self.specs, "data_out", out)
+        dtype = simulation_dtype(self.specs, _reduction_length(weight.shape))
+        return exact_call(self.function, dtype, self.specs, _apply(self.specs, "data_in", x),
+                          _apply(self.specs, "weight", weight), _apply(self.specs, "bias", bias),
+                          *args, **kwargs)
 
     def machop_precision(self) -> dict[str, dict[str, Any]]:
         """Precision of every operand."""
@@ -214,4 +245,127 @@ class QuantFunctionalWeighted(nn.Module):
         return f"{self.machop_kind}, quant={self.quant_config.get('name')}"
 
 
+def batch_norm_scale_shift(module: nn.modules.batchnorm._BatchNorm,
+                           x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """BatchNorm as y = x·scale + shift per channel: from running statistics, or from batch `x`.
+
+    scale = γ / sqrt(var + ε), shift = β - mean·scale (γ = 1, β = 0 without affine). With `x`
+    (training, or no running statistics) the batch's mean and biased variance are used and the
+    running statistics are updated as nn.BatchNorm does.
+    """
+    if x is None:
+        mean, var = module.running_mean, module.running_var
+    else:
+        dims = [d for d in range(x.dim()) if d != 1]
+        mean, var = x.mean(dims), x.var(dims, unbiased=False)
+        if module.training and module.track_running_stats and module.running_mean is not None:
+            _update_running_stats(module, mean, var, x.numel() // x.shape[1])
+    scale = torch.rsqrt(var + module.eps)
+    if module.weight is not None:
+        scale = module.weight * scale
+    shift = -mean * scale
+    if module.bias is not None:
+        shift = module.bias + shift
+    return scale, shift
+
+
+@torch.no_grad()
+def _update_running_stats(module: nn.modules.batchnorm._BatchNorm, mean: torch.Tensor,
+                          var: torch.Tensor, count: int) -> None:
+    module.num_batches_tracked.add_(1)
+    momentum = module.momentum if module.momentum is not None else 1.0 / float(module.num_batches_tracked)
+    unbiased = var * (count / max(count - 1, 1))
+    module.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+    module.running_var.mul_(1 - momentum).add_(unbiased.detach(), alpha=momentum)
+
+
+class _QuantBatchNorm:
+    """Shared body of the quantized BatchNorms: y = q(x)·q(scale) + q(shift) per channel.
+
+    Operands: data_in (x), weight (the scale γ/sqrt(var + ε)), bias (the shift β - mean·scale),
+    data_out. In evaluation the scale and shift come from the running statistics and are
+    quantized once per change of the parameters or statistics; in training from the batch.
+    """
+
+    machop_leaf = True
+
+    @classmethod
+    def from_float(cls, module: nn.Module, specs: OperandSpecs, config: dict[str, Any]) -> nn.Module:
+        """Quantized copy of `module`, parameters and running statistics copied."""
+        new = cls(module.num_features, eps=module.eps, momentum=module.momentum, affine=module.affine,
+                  track_running_stats=module.track_running_stats, device=_device_of(module),
+                  dtype=_dtype_of(module))
+        new.load_state_dict(module.state_dict())
+        new.train(module.training)
+        new.specs = dict(specs)
+        new.quant_config = dict(config)
+        new._cache_key, new._cached = None, None
+        # One term per channel: the sum x·scale + shift, at the widths given.
+        new.exact_dtype = simulation_dtype(new.specs, 1)
+        return new
+
+    def _version_key(self) -> tuple:
+        tensors = (self.weight, self.bias, self.running_mean, self.running_var)
+        return tuple(None if t is None else (t._version, t.data_ptr()) for t in tensors)
+
+    def quantized_scale_shift(self, x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, shift) as the quantized forward uses them (`x`: a training batch)."""
+        if x is not None:
+            scale, shift = batch_norm_scale_shift(self, x)
+            return _apply(self.specs, "weight", scale), _apply(self.specs, "bias", shift)
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            scale, shift = batch_norm_scale_shift(self)
+            return _apply(self.specs, "weight", scale), _apply(self.specs, "bias", shift)
+        key = self._version_key()
+        if self._cached is None or key != self._cache_key:
+            with torch.no_grad():
+                scale, shift = batch_norm_scale_shift(self)
+                self._cached = (_apply(self.specs, "weight", scale), _apply(self.specs, "bias", shift))
+            self._cache_key = key
+        return self._cached
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        x = _apply(self.specs, "data_in", x)
+        batch_stats = self.training or self.running_mean is None
+        scale, shift = self.quantized_scale_shift(x if batch_stats else None)
+        shape = (1, -1, *([1] * (x.dim() - 2)))
+        dtype = self.exact_dtype if self.exact_dtype is not None and x.dtype == torch.float32 else x.dtype
+        out = x.to(dtype) * scale.to(dtype).view(shape) + shift.to(dtype).view(shape)
+        return _apply(self.specs, "data_out", out).to(x.dtype)
+
+    def machop_precision(self) -> dict[str, dict[str, Any]]:
+        """Precision of the input, scale (weight), shift (bias) and output."""
+        return {op: _precision_of(self.specs, op, torch.float32) for op in OPERANDS}
+
+    def extra_repr(self) -> str:
+        base = super().extra_repr()  # type: ignore[misc]
+        return f"{base}, quant={self.quant_config.get('name')}"
+
+
+def _device_of(module: nn.Module) -> torch.device | None:
+    tensor = next(iter([*module.parameters(), *module.buffers()]), None)
+    return None if tensor is None else tensor.device
+
+
+def _dtype_of(module: nn.Module) -> torch.dtype | None:
+    tensor = next(iter(module.parameters()), None)
+    if tensor is None:
+        tensor = getattr(module, "running_mean", None)
+    return None if tensor is None else tensor.dtype
+
+
+class QuantBatchNorm1d(_QuantBatchNorm, nn.BatchNorm1d):
+    """nn.BatchNorm1d as fixed-point scale and shift: quantized input, scale, shift (and output)."""
+
+    machop_kind = "batch_norm1d"
+
+
+class QuantBatchNorm2d(_QuantBatchNorm, nn.BatchNorm2d):
+    """nn.BatchNorm2d as fixed-point scale and shift: quantized input, scale, shift (and output)."""
+
+    machop_kind = "batch_norm2d"
+
+
 QUANTIZED_MODULES = {"linear": QuantLinear, "conv1d": QuantConv1d, "conv2d": QuantConv2d}
+QUANTIZED_NORMS = {"batch_norm1d": QuantBatchNorm1d, "batch_norm2d": QuantBatchNorm2d}

@@ -24,7 +24,7 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 from decimal import Decimal, getcontext
-from functools import partial
+from functools import lru_cache, partial
 
 import torch
 from torch import Tensor
@@ -165,12 +165,46 @@ def _integer_per_channel(x: Tensor, width: int, frac_width: tuple[int, ...], is_
     return _back_to_input_dtype(q, x)
 
 
+@lru_cache(maxsize=1024)
+def _grid_constants(dtype: torch.dtype, width: int, frac_width: int, is_signed: bool) -> tuple[float, float, float] | None:
+    """(C, lowest, highest) of the one-add rounding of `_on_grid`, or None where it does not apply.
+
+    C = 1.5 * 2^(m - f) for a dtype with m fraction bits: x + C lands in the binade [2^(m-f),
+    2^(m-f+1)), whose step is 2^-f, so the float addition itself rounds x half-to-even onto the
+    grid of step 2^-f (the same rounding as round(x * 2^f) / 2^f) wherever |x * 2^f| <= 2^(m-1).
+    Codes beyond that range are clamped anyway, so the result is exact for widths whose codes lie
+    within +-2^(m-1); C and the shifted bounds are exact numbers of the dtype.
+    """
+    if dtype not in _LAYOUT:
+        return None
+    _, mantissa_bits, bias = _LAYOUT[dtype]
+    lo, hi = integer_range(width, is_signed)
+    if lo < -(2 ** (mantissa_bits - 1)) or hi > 2 ** (mantissa_bits - 1) - 1 or abs(frac_width) > bias // 2:
+        return None
+    step = 2.0**-frac_width
+    shift = 1.5 * 2.0 ** (mantissa_bits - frac_width)
+    return shift, shift + lo * step, shift + hi * step
+
+
+def _on_grid(x: Tensor, constants: tuple[float, float, float]) -> Tensor:
+    """Fixed-point quantization in three element-wise passes (add, clamp, subtract), exactly equal to
+    clamp(round_half_even(x * 2^f), lo, hi) / 2^f (up to the sign of a zero)."""
+    shift, lowest, highest = constants
+    return torch.add(x, shift).clamp_(lowest, highest).sub_(shift)
+
+
 def integer_quantize(x: Tensor, width: int, frac_width: int | Sequence[int] | None = None,
                      is_signed: bool = True) -> Tensor:
     """Fixed point: clamp(round_half_even(x * 2^f), lo, hi) / 2^f, f = width // 2 by default.
 
     A sequence of frac widths gives each output channel (each index of dim 0) its own f.
     """
+    if frac_width is None or type(frac_width) is int:  # the common case, kept short: it runs per layer
+        constants = _grid_constants(x.dtype, width, width // 2 if frac_width is None else frac_width, is_signed)
+        if constants is not None:
+            if x.requires_grad and torch.is_grad_enabled():
+                return _StraightThrough.apply(x, partial(_on_grid, constants=constants))
+            return _on_grid(x, constants)
     if frac_width is not None and not isinstance(frac_width, numbers.Integral):
         return _straight_through(x, partial(_integer_per_channel, width=width,
                                             frac_width=tuple(frac_width), is_signed=is_signed))

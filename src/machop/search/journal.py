@@ -2,15 +2,23 @@
 
 Optuna's JournalFileBackend fsyncs after every record; a trial writes about twenty (its
 parameters, user attributes, state), and those fsyncs were most of the storage cost per trial.
-Here every record is still written and flushed at once under the file lock, so a killed process
-loses nothing (the data is in the kernel's page cache); only records that finish a trial or
-change a study are fsynced, which also makes every earlier record of the file durable.
+Here every record is still written at once under the file lock (one system call, no buffering
+in the process), so a killed process loses nothing: the data is in the kernel's page cache. Only
+records that finish a trial or change a study are fsynced, which also makes every earlier record
+of the file durable. A study change is fsynced before the call returns; a finished trial is
+fsynced by a background thread right after it is written (one fsync at a time, requests that
+arrive meanwhile share the next one), so the next trial does not wait for the disk. Only an
+operating-system crash in those few milliseconds can lose the trial; `wait_durable` (called at
+exit, and by the search when it ends) waits for the fsync in flight.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -70,40 +78,124 @@ def _makes_durable(log: dict[str, Any]) -> bool:
         and TrialState(state).is_finished()
 
 
+class _BackgroundSync:
+    """fsyncs one file on a daemon thread whenever asked; requests made during an fsync share the next."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._condition = threading.Condition()
+        self._requested = self._done = 0
+        self._thread: threading.Thread | None = None
+
+    def request(self) -> None:
+        """Ask for an fsync of everything written so far; returns at once."""
+        with self._condition:
+            self._requested += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="machop-journal-fsync", daemon=True)
+                self._thread.start()
+            self._condition.notify_all()
+
+    def wait(self) -> None:
+        """Block until every requested fsync has happened."""
+        with self._condition:
+            while self._done < self._requested and self._thread is not None and self._thread.is_alive():
+                self._condition.wait(timeout=1.0)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while self._done == self._requested:
+                    if not self._condition.wait(timeout=30.0):
+                        self._thread = None  # idle: the next request starts a new thread
+                        return
+                target = self._requested
+            _fsync_path(self.path)
+            with self._condition:
+                self._done = target
+                self._condition.notify_all()
+
+
+def _fsync_path(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # moved away or deleted: nothing left to make durable
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_LIVE_SYNCS: weakref.WeakSet[_BackgroundSync] = weakref.WeakSet()
+
+
+@atexit.register
+def wait_durable() -> None:
+    """Wait for every journal fsync still in flight in this process."""
+    for sync in list(_LIVE_SYNCS):
+        sync.wait()
+
+
 class TrialDurableJournalBackend(JournalFileBackend):
-    """JournalFileBackend that fsyncs when a trial finishes or the study changes."""
+    """JournalFileBackend that fsyncs when a trial finishes (in the background) or the study changes."""
+
+    def __init__(self, file_path: str, lock_obj: Any = None) -> None:
+        super().__init__(file_path, lock_obj)
+        self._sync = _BackgroundSync(self._file_path)
+        _LIVE_SYNCS.add(self._sync)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_sync")
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._sync = _BackgroundSync(self._file_path)
+        _LIVE_SYNCS.add(self._sync)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
         with get_lock_file(self._lock):
-            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-            _cut_partial_record(self._file_path)
-            with open(self._file_path, "ab") as stream:
-                stream.write(text.encode("utf-8"))
-                stream.flush()
-                if any(_makes_durable(log) for log in logs):
-                    os.fsync(stream.fileno())
+            fd = os.open(self._file_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                _cut_partial_tail(fd)
+                _write_all(fd, data)
+                if any(log.get("op_code") in _STUDY_OPERATIONS for log in logs):
+                    os.fsync(fd)
+                    return
+            finally:
+                os.close(fd)
+        if any(_makes_durable(log) for log in logs):
+            self._sync.request()
+
+    def wait_durable(self) -> None:
+        """Block until every finished trial written by this backend is on disk."""
+        self._sync.wait()
 
 
-def _cut_partial_record(path: str) -> None:
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _cut_partial_tail(fd: int) -> None:
     """Drop the unfinished last line a killed writer left, so the next record starts on its own line.
 
     Called under the file lock: every live writer finishes its line before releasing it, and
     readers never apply a line without its newline, so the cut removes nothing anyone read.
     """
-    with open(path, "rb+") as stream:
-        size = stream.seek(0, os.SEEK_END)
-        if size == 0:
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    end = size
+    while end > 0:  # find the last newline, reading backwards in blocks
+        start = max(0, end - 65536)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            os.ftruncate(fd, start + newline + 1)
             return
-        stream.seek(size - 1)
-        if stream.read(1) == b"\n":
-            return
-        end = size
-        while end > 0:  # find the last newline, reading backwards in blocks
-            start = max(0, end - 65536)
-            stream.seek(start)
-            newline = stream.read(end - start).rfind(b"\n")
-            if newline >= 0:
-                stream.truncate(start + newline + 1)
-                return
-            end = start
-        stream.truncate(0)
+        end = start
+    os.ftruncate(fd, 0)

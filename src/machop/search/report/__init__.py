@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 
 def print_best(study: optuna.Study, console: Console | None = None) -> None:
-    """Print the best trial or Pareto front and the float base reference row (stdout by default)."""
+    """Print the best trial or Pareto front, the float base reference row and, when the study has
+    proxy and real costs, the proxy-fidelity table (stdout by default)."""
     if console is None:
         from machop.console import out as console
     # Narrow terminals get objectives and configurations; trials.csv and report.html have the rest.
@@ -28,6 +29,13 @@ def print_best(study: optuna.Study, console: Console | None = None) -> None:
     table = sweep_table(study)
     if table is not None:
         console.print(table)
+    from machop.search.report.proxy_fidelity import fidelity_table
+
+    fidelity = fidelity_table(study)
+    if isinstance(fidelity, str):
+        console.print(fidelity, soft_wrap=True, markup=False, highlight=False)
+    elif fidelity is not None:
+        console.print(fidelity)
 
 
 __all__ = ["best_table", "best_trials", "print_best", "trial_rows", "write_search_outputs"]

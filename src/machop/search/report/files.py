@@ -20,11 +20,12 @@ from machop.search.report import plots
 from machop.search.report import study_info as info
 from machop.search.report.html import write_html
 from machop.search.report.param_stats import all_importances
+from machop.search.report.proxy_fidelity import plot_fidelity, write_fidelity_json
 from machop.search.report.sweep import write_sweep_csv
 from machop.search.report.tables import best_trials, row_columns, trial_rows
 
 PLOT_FILES = {"history": "history.png", "pareto": "pareto.png", "heatmaps": "heatmaps.png",
-              "sweep": "sweep.png", "importance": "importance.png"}
+              "sweep": "sweep.png", "importance": "importance.png", "proxy_fidelity": "proxy_fidelity.png"}
 
 
 def json_safe(value: Any) -> Any:
@@ -121,7 +122,8 @@ def write_plots(study: optuna.Study, plot_dir: Path) -> dict[str, Path | None]:
     makers = {"history": plots.plot_history, "pareto": plots.plot_pareto,
               "heatmaps": partial(plots.plot_heatmaps, importances=importances),
               "sweep": plots.plot_sweep,
-              "importance": partial(plots.plot_importance, importances=importances)}
+              "importance": partial(plots.plot_importance, importances=importances),
+              "proxy_fidelity": plot_fidelity}
     written = {}
     for name, make in makers.items():
         path = plot_dir / PLOT_FILES[name]
@@ -133,8 +135,9 @@ def write_plots(study: optuna.Study, plot_dir: Path) -> dict[str, Path | None]:
 
 
 def write_search_outputs(study: optuna.Study, out_dir: Path) -> dict[str, Path]:
-    """Write trials.csv, log.json, best.json, base_metrics.json (when recorded), sweep.csv (one
-    varying parameter), plots/*.png and report.html; return what was written."""
+    """Write trials.csv, log.json, best.json, base_metrics.json (when recorded), proxy_fidelity.json
+    (proxy and real costs), sweep.csv (one varying parameter), plots/*.png and report.html; return
+    what was written."""
     out_dir = Path(out_dir)
     written = {"trials_csv": write_trials_csv(study, out_dir / "trials.csv"),
                "log_json": write_json_atomic(out_dir / "log.json", log_entries(study)),
@@ -142,6 +145,9 @@ def write_search_outputs(study: optuna.Study, out_dir: Path) -> dict[str, Path]:
     base = write_base_json(study, out_dir / "base_metrics.json")
     if base is not None:
         written["base_json"] = base
+    fidelity = write_fidelity_json(study, out_dir / "proxy_fidelity.json")
+    if fidelity is not None:
+        written["proxy_fidelity_json"] = fidelity
     sweep = write_sweep_csv(study, out_dir / "sweep.csv")
     if sweep is not None:
         written["sweep_csv"] = sweep

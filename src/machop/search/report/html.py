@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from machop.io_atomic import write_text_atomic
 from machop.search import records
 from machop.search.report import study_info as info
+from machop.search.report.proxy_fidelity import READING, TITLE, proxy_fidelity, too_few_line
 from machop.search.report.tables import (
     base_cells,
     best_cells,
@@ -26,7 +27,8 @@ from machop.search.report.tables import (
 
 PLOT_CAPTIONS = {"history": "Optimization history", "pareto": "Pareto front",
                  "heatmaps": "Metric heatmaps", "sweep": "Metrics against the searched parameter",
-                 "importance": "Parameter importance"}
+                 "importance": "Parameter importance",
+                 "proxy_fidelity": "Proxy costs against costs measured on the exported model"}
 REASON_PREVIEW = 80
 
 CSS = """
@@ -138,6 +140,21 @@ def _best_section(study: optuna.Study) -> str:
     return f"<h2>{title}</h2>\n{note}{reference}" + html_table(best_headers(study), rows, classes)
 
 
+def _fidelity_section(study: optuna.Study) -> str:
+    correlations = proxy_fidelity(study)
+    if not correlations:
+        return ""
+    line = too_few_line(correlations)
+    if line is not None:
+        return f"<h2>Proxy fidelity</h2>\n<p>{escape(line)}.</p>"
+    proxies = list(dict.fromkeys(c.proxy for c in correlations))
+    reals = list(dict.fromkeys(c.real for c in correlations))
+    cells = {(c.proxy, c.real): c.text() for c in correlations}
+    rows = [[proxy, *(cells.get((proxy, real), "-") for real in reals)] for proxy in proxies]
+    return (f"<h2>Proxy fidelity</h2>\n<p>{escape(TITLE.split(': ', 1)[1])} over the study's COMPLETE "
+            f"trials. {escape(READING)}.</p>\n" + html_table(["proxy \\ real", *reals], rows))
+
+
 def _image_tag(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (f'<figure><img alt="{escape(caption)}" src="data:image/png;base64,{data}">'
@@ -180,7 +197,7 @@ def _failed_section(study: optuna.Study) -> str:
 def render_html(study: optuna.Study, plots: dict[str, Path | None]) -> str:
     """The whole report as one HTML document with inline CSS and embedded images."""
     title = escape(f"Search report: {study.study_name}")
-    sections = [_summary_section(study), _best_section(study), _plots_section(plots),
+    sections = [_summary_section(study), _best_section(study), _fidelity_section(study), _plots_section(plots),
                 _trials_section(study), _failed_section(study)]
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<h1>{title}</h1>\n"
