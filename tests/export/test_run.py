@@ -55,6 +55,11 @@ def test_strict_failure_writes_nothing(request_for, tmp_path):
 def test_unknown_format_and_unwritable_out(request_for, tmp_path):
     with pytest.raises(MachopError, match="unknown export format 'onx'"):
         run_export("onx", request_for(tmp_path / "out"))
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("not a folder")
+    with pytest.raises(MachopError, match="not writable"):
+        run_export("onnx", request_for(in_the_way / "out"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
     locked = tmp_path / "locked"
     locked.mkdir()
     os.chmod(locked, 0o500)
