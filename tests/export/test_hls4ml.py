@@ -7,13 +7,22 @@ import shutil
 
 import pytest
 import torch
-from tests.helpers.hls4ml import JSC, quantized_jsc, with_random_statistics
+from tests.helpers.hls4ml import (
+    IMAGE,
+    JSC,
+    conv_config,
+    quantized_conv,
+    quantized_jsc,
+    with_random_statistics,
+)
 from torch import nn
+from torch.nn import functional as F
 
+from machop.data import DatasetInfo
 from machop.errors import MachopError, ModelError
 from machop.export.hls4ml import check_options, to_hls4ml
 from machop.export.hls4ml_plan import plan_export
-from machop.export.hls4ml_types import FixedType, compose
+from machop.export.hls4ml_types import FixedType, add_type, compose
 from machop.graph import Graph
 from machop.models import build_model
 from machop.passes import quantize_transform_pass
@@ -97,16 +106,97 @@ class Residual(nn.Module):
         return self.fc2(torch.relu(self.fc1(x))) + x
 
 
-def test_residual_add_is_refused_with_one_line():
-    module = graph_module(Residual().eval(), {"by": "type", "default": NONE, "linear": {"config": INT}})
-    with pytest.raises(ModelError, match=r"node 'add': add .* no hls4ml export in machop \(supported: linear"):
-        plan_export(module, X)
+def test_residual_add_reads_both_branches_once_and_sums_exactly():
+    act = {"name": "integer", "data_in_width": 8, "data_in_frac_width": 3}
+    config = {"by": "type", "default": NONE, "linear": {"config": INT}, "relu": {"config": act},
+              "add": {"config": act}}
+    layers = {layer.name: layer for layer in plan_export(graph_module(Residual().eval(), config), X).layers}
+    # The add's data_in quantizer is the type its operands' producers write: x is read by fc1 and by
+    # the add at the same 8/3, fc2's output only by the add.
+    assert layers["x"].precision["result"] == FixedType(8, 3, True, quantizer=True)
+    assert layers["fc2"].precision["result"] == FixedType(8, 3, True, quantizer=True)
+    assert layers["add"].precision["result"] == FixedType(9, 3, True)  # every sum of two 8/3 values
+    assert layers["add"].inputs == ["fc2", "x"]
+    # Left in float, the add reads x exactly while fc1 reads it at 8/3: two precisions of one tensor.
+    config.pop("add")
+    with pytest.raises(ModelError, match=r"node 'x': its output is consumed at different precisions") as error:
+        plan_export(graph_module(Residual().eval(), config), X)
+    assert "\n" not in str(error.value)
 
 
-def test_conv_and_non_fixed_operands_are_refused():
-    conv = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten(), nn.Linear(28, 5)).eval()
-    with pytest.raises(ModelError, match=r"node '_0': conv1d"):
-        plan_export(conv, torch.randn(2, 1, 16))
+def test_add_type_holds_every_sum_and_no_narrower_type_does():
+    types = [FixedType(4, 1, True), FixedType(5, 3, False), FixedType(3, 0, True), FixedType(6, 2, False)]
+    for first in types:
+        for second in types:
+            total = add_type(first, second)
+            frac = max(first.frac, second.frac)
+            sums = {a * 2 ** (frac - first.frac) + b * 2 ** (frac - second.frac)
+                    for a in range(-(2 ** (first.width - 1)) if first.signed else 0, 2 ** (first.width - int(first.signed)))
+                    for b in range(-(2 ** (second.width - 1)) if second.signed else 0, 2 ** (second.width - int(second.signed)))}
+            lo, hi = (-(2 ** (total.width - 1)), 2 ** (total.width - 1) - 1) if total.signed else (0, 2**total.width - 1)
+            assert total.frac == frac and lo <= min(sums) and max(sums) <= hi
+            narrower = FixedType(total.width - 1, frac, total.signed)
+            assert not narrower.holds(FixedType(total.width, frac, total.signed)) and (
+                min(sums) < (-(2 ** (narrower.width - 1)) if total.signed else 0)
+                or max(sums) > (2 ** (narrower.width - int(total.signed)) - 1))
+
+
+def test_conv_model_types_conv_pool_flatten_and_add():
+    model = quantized_conv(seed=2)
+    plan = plan_export(model, torch.randn(4, *IMAGE.image_size))
+    layers = {layer.name: layer for layer in plan.layers}
+    assert plan.input_shape == IMAGE.image_size and not plan.flatten_input and not plan.float_layers
+    conv2 = model.get_submodule("conv2")
+    form = sum_format(*(fixed_operand(conv2.specs[op]) for op in ("data_in", "weight", "bias")), 3 * 3 * 3)
+    accum = layers["conv2"].precision["accum"]
+    assert (accum.width, accum.frac) == (form.magnitude_bits + 1, form.frac)
+    assert layers["conv2"].precision["result"] == accum  # read by a ReLU whose quantizer is its own
+    # Both branches are ReLU outputs read at 8/3 (unsigned: 7 bits); their sum needs 8.
+    assert layers["relu"].precision["result"] == layers["relu_1"].precision["result"] == FixedType(7, 3, False, True)
+    assert layers["add"].precision["result"] == FixedType(8, 3, False)
+    # The Linear's 8/3 quantizer applies at the MaxPool (the flatten is a view in hls4ml) ...
+    assert layers["pool"].precision["result"] == layers["flatten"].precision["result"] == FixedType(8, 3, True, True)
+    assert layers["pool"].precision["accum"] == FixedType(8, 3, False)  # ... which takes its maxima exactly
+    assert plan.channels_last == {"x", "conv1", "bn", "relu", "conv2", "relu_1", "add", "pool"}
+
+
+def test_vgg7_plans_with_its_view_flatten():
+    info = DatasetInfo("digits", 10, 64, image_size=(1, 8, 8))
+    model = build_model("vgg7", info, {"widths": (2, 2, 2), "hidden": 4}).eval()
+    example = torch.randn(2, 1, 8, 8)
+    plan = plan_export(graph_module_for(model, conv_config(), example), example)
+    kinds = [layer.kind for layer in plan.layers]
+    assert kinds.count("conv2d") == 6 and kinds.count("max_pool2d") == 3 and kinds.count("batch_norm2d") == 6
+    assert kinds.count("flatten") == 1 and kinds.count("linear") == 3 and not plan.float_layers
+
+
+def graph_module_for(model, config, example):
+    quantized, _ = quantize_transform_pass(Graph(model, example), config)
+    return quantized.module
+
+
+class FunctionalPool(nn.Module):
+    def forward(self, x):
+        return torch.flatten(F.max_pool2d(x, 2), 1)
+
+
+@pytest.mark.parametrize(("model", "shape", "message"), [
+    (nn.Sequential(nn.Conv1d(2, 2, 3, groups=2), nn.Flatten(), nn.Linear(28, 5)), (2, 16),
+     r"node '_0': conv1d with groups=2.*hls4ml's PyTorch frontend converts groups=1"),
+    (nn.Sequential(nn.Conv1d(1, 2, 3), nn.AvgPool1d(2), nn.Flatten(), nn.Linear(14, 5)), (1, 16),
+     r"node '_1': avg_pool1d divides by its window size.*cannot be bit-exact"),
+    (FunctionalPool(), (1, 4, 4), r"node 'max_pool2d': a functional max_pool2d call.*nn.MaxPool2d"),
+    (nn.Sequential(nn.Conv1d(1, 2, 3)), (1, 16), r"the model's output has shape \(2, 2, 14\); hls4ml export needs"),
+    (nn.Sequential(nn.Conv1d(1, 2, 3), nn.Linear(14, 5)), (1, 16),
+     r"node '_1': a Linear on a tensor of shape \(2, 2, 14\).*flatten first"),
+])
+def test_conv_layouts_hls4ml_cannot_convert_are_one_line(model, shape, message):
+    with pytest.raises(ModelError, match=message) as error:
+        plan_export(model.eval(), torch.randn(2, *shape))
+    assert "\n" not in str(error.value)
+
+
+def test_non_fixed_operands_are_refused():
     model = build_model("jsc-three-linear-layers", JSC).eval()
     minifloat = {"name": "minifloat_ieee", "data_in_width": 8, "data_in_exponent_width": 4,
                  "weight_width": 8, "weight_exponent_width": 4}

@@ -1,6 +1,7 @@
 """hls4ml's C simulation (g++) against machop's simulation: bit-exact on every validation sample.
 
-Each fixture compiles one model (11-17 s), shared by the assertions on it.
+Each fixture compiles one model (11-17 s; the tiny convolutional one about 12 s), shared by the
+assertions on it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import json
 import shutil
 
 import pytest
-from tests.helpers.hls4ml import ACTIVATION_FRAC, jsc_dataset, quantized_jsc
+from tests.helpers.hls4ml import ACTIVATION_FRAC, image_dataset, jsc_dataset, quantized_conv, quantized_jsc
 
 from machop.export.parity import evaluation_inputs
 
@@ -78,3 +79,36 @@ def test_per_channel_calibrated_model_is_bit_exact(calibrated_export):
     parity = result.parity
     assert parity.bit_exact and parity.samples == 300 and parity.differing_samples == 0
     assert parity.max_abs_diff == 0.0 and parity.agreement == 1.0
+
+
+@pytest.fixture(scope="module")
+def conv_export(tmp_path_factory):
+    """Conv2d, BatchNorm2d, ReLU, a residual add, MaxPool, flatten, Linear: every node fixed point."""
+    from machop.export.hls4ml import to_hls4ml
+
+    data = image_dataset()
+    model = quantized_conv(seed=2)
+    out = tmp_path_factory.mktemp("conv") / "hls"
+    return data, to_hls4ml(model, out, dataset=data, csim=True, per_layer=True)
+
+
+def test_conv_residual_model_is_bit_exact_on_every_validation_sample_and_tie(conv_export):
+    data, result = conv_export
+    inputs = evaluation_inputs(data, "validation", 128)
+    on_ties = ((inputs * 2**ACTIVATION_FRAC) % 1 == 0.5).reshape(len(inputs), -1).all(axis=1)
+    assert on_ties.sum() == 30
+    parity = result.parity
+    assert parity.samples == 300 and parity.bit_exact and parity.differing_samples == 0
+    assert parity.max_abs_diff == 0.0 and parity.agreement == 1.0
+    assert not result.notes
+
+
+def test_conv_residual_layer_traces_agree_in_channels_last_order(conv_export):
+    _, result = conv_export
+    rows = {row["node"]: row for row in result.parity.per_layer}
+    # hls4ml holds every (C, H, W) tensor as (H, W, C); the flatten is a view and has no trace.
+    assert set(rows) == {"conv1", "bn", "relu", "conv2", "relu_1", "add", "pool", "fc"}
+    assert all(row["differing_values"] == 0 for row in rows.values())
+    assert rows["conv1"]["values"] == 300 * 3 * 4 * 4 and rows["pool"]["values"] == 300 * 3 * 2 * 2
+    readme = (result.out / "README.md").read_text()
+    assert "| add | add | `ap_ufixed<8,5>`" in readme and "**bit-exact**" in readme

@@ -10,6 +10,7 @@ writes `README.md` (types per layer, how to synthesize, the parity result) and `
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import numbers
 import os
@@ -117,8 +118,29 @@ def _hls_config(plan: ExportPlan, options: Hls4mlOptions, trace: bool) -> dict[s
     return {"Model": {"Precision": {"default": "ap_fixed<16,6>"}, "ReuseFactor": options.reuse_factor,
                       "ChannelsLastConversion": "full", "TransposeOutputs": False,
                       "Strategy": "Latency", "BramFactor": 1_000_000_000, "TraceOutput": trace},
-            "PytorchModel": plan.export_module(), "InputShape": tuple(plan.input_shape),
+            "PytorchModel": plan.export_module(_add_module()), "InputShape": tuple(plan.input_shape),
             "LayerName": layers}
+
+
+MERGE_ADD = "MachopResidualAdd"
+
+
+def _parse_add(operation: str, layer_name: str, input_names: list[str], input_shapes: list[list[Any]],
+               *_: Any) -> tuple[dict[str, Any], list[Any]]:
+    """hls4ml frontend handler of the add module: a Merge layer that adds its two inputs."""
+    layer = {"class_name": "Merge", "op": "add", "name": layer_name, "inputs": input_names}
+    return layer, list(input_shapes[0])
+
+
+@functools.cache
+def _add_module() -> type[nn.Module]:
+    """The add module class hls4ml's frontend keeps as one layer (converted by `_parse_add`)."""
+    from hls4ml.converters.pytorch_to_hls import get_supported_pytorch_layers, register_pytorch_layer_handler
+    from hls4ml.utils.torch import HLS4MLModule
+
+    if MERGE_ADD not in get_supported_pytorch_layers():
+        register_pytorch_layer_handler(MERGE_ADD, _parse_add)
+    return type(MERGE_ADD, (HLS4MLModule,), {"forward": lambda self, a, b: a + b})
 
 
 def _convert(plan: ExportPlan, options: Hls4mlOptions, project: Path, trace: bool) -> Any:
@@ -175,6 +197,8 @@ def _machop_layer_outputs(model: nn.Module, plan: ExportPlan, inputs: np.ndarray
             continue
         if kind.quantizer:  # the consumers' data_in quantizer, applied where hls4ml stores the tensor
             value = integer_quantize(value, kind.width, kind.frac, kind.signed)
+        if layer.name in plan.channels_last:  # hls4ml holds (batch, C, ...) as (batch, ..., C)
+            value = value.movedim(1, -1)
         outputs[layer.name] = value.numpy().reshape(len(inputs), -1)
     return outputs
 

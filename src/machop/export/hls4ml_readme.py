@@ -61,6 +61,15 @@ def readme_text(plan: ExportPlan, options: Any, parity: ParityReport | None, not
              "as machop's quantizer does. Weights, biases, BatchNorm scales and shifts lie on their "
              "grid already; sums (`accum`, and results no quantizer rounds) are wide enough to be "
              "exact. Float operands get `ap_fixed<32,16>`.", "", *_precision_rows(plan), ""]
+    if plan.channels_last:
+        lines += ["Convolutional tensors: hls4ml computes them channels-last ((H, W, C), (L, C)). The top "
+                  "function takes the input in PyTorch's channels-first order and transposes it; a "
+                  "Linear after a flatten has its weights permuted to PyTorch's flatten order "
+                  "(`io_parallel`; with `io_stream` a transpose layer stays before the flatten). A "
+                  "flatten is a view and keeps its input's type; a MaxPool takes its maxima in its "
+                  "input's type (`accum`); an add sums in full precision and casts once to `result`. "
+                  "Synthesis of fully unrolled (`io_parallel`) convolutions grows with every output "
+                  "pixel: beyond small inputs use `io_stream` and a larger reuse factor.", ""]
     if plan.flatten_input:
         lines += ["The model's input is flattened to "
                   f"{plan.input_shape[0]} features before the first layer.", ""]

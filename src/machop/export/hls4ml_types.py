@@ -98,10 +98,26 @@ def sum_type(form: SumFormat) -> FixedType:
     return FixedType(width, width - integer)
 
 
+def add_type(first: FixedType, second: FixedType) -> FixedType:
+    """The smallest type holding every sum of a value of `first` and one of `second` (nothing rounds)."""
+    frac = max(first.frac, second.frac)
+    (lo1, hi1), (lo2, hi2) = _code_range(first), _code_range(second)
+    lo = (lo1 << (frac - first.frac)) + (lo2 << (frac - second.frac))
+    hi = (hi1 << (frac - first.frac)) + (hi2 << (frac - second.frac))
+    signed = lo < 0
+    width = max(hi.bit_length(), (-lo - 1).bit_length() if signed else 0) + (1 if signed else 0)
+    return FixedType(max(width, 1), frac, signed)
+
+
+def plain(kind: FixedType) -> FixedType:
+    """The same grid and range without rounding or saturation modes (for values already on it)."""
+    return FixedType(kind.width, kind.frac, kind.signed)
+
+
 def float_default() -> FixedType:
     """The documented wide type for float tensors and parameters (not exact)."""
     return FixedType(FLOAT_DEFAULT_WIDTH, FLOAT_DEFAULT_WIDTH - FLOAT_DEFAULT_INT, True, quantizer=True)
 
 
-__all__ = ["FLOAT_DEFAULT_INT", "FLOAT_DEFAULT_WIDTH", "FixedType", "compose", "float_default", "parameter_type",
-           "quantizer_type", "sum_type"]
+__all__ = ["FLOAT_DEFAULT_INT", "FLOAT_DEFAULT_WIDTH", "FixedType", "add_type", "compose", "float_default",
+           "parameter_type", "plain", "quantizer_type", "sum_type"]
