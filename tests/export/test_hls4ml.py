@@ -230,7 +230,8 @@ def test_export_writes_project_readme_and_layers_and_warns_on_a_float_batch_norm
     assert result.out == out and result.parity is None
     assert (out / "hls4ml_prj" / "firmware" / "myproject.cpp").is_file()
     assert out / "README.md" in result.files
-    assert [note for note in result.notes if note.startswith("WARNING: node 'seq_blocks_0'")]
+    floats = [note for note in result.notes if note.startswith("left in float at ")]
+    assert len(floats) == 1 and "seq_blocks_0 (data_in, weight, bias)" in floats[0]
     layers = json.loads((out / "layers.json").read_text())
     assert layers["backend"] == "Vitis" and layers["reuse_factor"] == 2
     assert {row["name"] for row in layers["layers"]} == {"x", "seq_blocks_0", "seq_blocks_1", "seq_blocks_2",

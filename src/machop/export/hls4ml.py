@@ -27,6 +27,7 @@ from torch import fx, nn
 from machop.errors import MachopError
 from machop.export.hls4ml_plan import ExportPlan, plan_export
 from machop.export.hls4ml_readme import readme_text
+from machop.export.hls4ml_types import FLOAT_DEFAULT_INT, FLOAT_DEFAULT_WIDTH
 from machop.export.parity import compare_outputs, evaluation_inputs, layer_row, simulated_outputs
 from machop.export.request import ExportRequest, ExportResult, ParityReport
 from machop.io_atomic import write_json_atomic, write_text_atomic
@@ -224,11 +225,12 @@ def _csim(hls_model: Any, plan: ExportPlan, request: ExportRequest, example: tor
 
 def _notes(plan: ExportPlan) -> list[str]:
     notes = []
-    for layer in plan.float_layers:
-        notes.append(f"WARNING: node {layer.name!r}: {', '.join(layer.float_operands)} left in float; "
-                     f"FPGAs have no float path in hls4ml, so it gets the wide default type "
-                     f"{layer.precision['result'].text() if layer.kind == 'input' else 'ap_fixed<32,16>'} "
-                     "and the C simulation is not bit-exact there")
+    if plan.float_layers:
+        nodes = "; ".join(f"{layer.name} ({', '.join(layer.float_operands)})" for layer in plan.float_layers)
+        notes.append(f"left in float at {len(plan.float_layers)} node(s): {nodes}. FPGAs have no float "
+                     f"path in hls4ml, so these get the wide default type "
+                     f"ap_fixed<{FLOAT_DEFAULT_WIDTH},{FLOAT_DEFAULT_INT}> and the C simulation is not "
+                     "bit-exact there")
     notes += [f"node {layer.name!r}: {note}" for layer in plan.layers for note in layer.notes]
     return notes
 
