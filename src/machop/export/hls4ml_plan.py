@@ -45,6 +45,7 @@ from machop.export.hls4ml_types import (
     sum_type,
 )
 from machop.graph.graph import Graph
+from machop.graph.kinds import WEIGHTED_KINDS
 from machop.quant.arithmetic import MAX_WIDTH
 from machop.quant.exact import FLOAT32_BITS, FixedOperand, fixed_operand, sum_format
 from machop.quant.modules import (
@@ -64,8 +65,7 @@ NORMS = {"batch_norm1d": nn.BatchNorm1d, "batch_norm2d": nn.BatchNorm2d}
 MAX_POOLS = {"max_pool1d": nn.MaxPool1d, "max_pool2d": nn.MaxPool2d}
 AVERAGES = ("avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d")
 FLATTENS = ("flatten", "view", "reshape")
-SUPPORTED = ("linear", "conv1d", "conv2d", "batch_norm1d", "batch_norm2d", "relu", "max_pool1d",
-             "max_pool2d", "flatten", "add (of two tensors)", *PASS_THROUGH)
+SUPPORTED = (*WEIGHTED_KINDS, *NORMS, "relu", *MAX_POOLS, "flatten", "add (of two tensors)", *PASS_THROUGH)
 
 
 class ResidualAdd(nn.Module):

@@ -46,8 +46,11 @@ FUNCTION_KINDS: dict[Any, str] = {
     F.conv2d: "conv2d",
     torch.flatten: "flatten",
     torch.cat: "cat",
+    F.max_pool1d: "max_pool1d",
     F.max_pool2d: "max_pool2d",
+    F.avg_pool1d: "avg_pool1d",
     F.avg_pool2d: "avg_pool2d",
+    F.adaptive_avg_pool1d: "adaptive_avg_pool1d",
     F.adaptive_avg_pool2d: "adaptive_avg_pool2d",
 }
 

@@ -15,6 +15,8 @@ def float_precision(dtype: torch.dtype) -> dict[str, Any]:
     """Precision record of an unquantized floating-point (or integer) tensor."""
     if dtype.is_floating_point:
         return {"type": "float", "width": torch.finfo(dtype).bits}
+    if dtype.is_complex:
+        return {"type": "complex", "width": dtype.itemsize * 8}
     return {"type": str(dtype).removeprefix("torch."), "width": torch.iinfo(dtype).bits
             if dtype != torch.bool else 1}
 
