@@ -317,7 +317,7 @@ def breakdown(setup, sample: dict[str, Any], repeats: int) -> list[tuple[str, st
     """Median seconds of each part of one trial's evaluation, each timed alone."""
     from machop.metrics.registry import MetricContext, compute_metrics
     from machop.passes.complexity import complexity_analysis_pass, flop_counter_flops
-    from machop.runtime.classification import classification_metrics, per_class_report
+    from machop.runtime.classification import classification_summary
     from machop.runtime.predict import predict
     from machop.search.runners import run_all
 
@@ -327,21 +327,20 @@ def breakdown(setup, sample: dict[str, Any], repeats: int) -> list[tuple[str, st
     split = dataset.validation.head(NUM_SAMPLES)
     logits, targets = predict(candidate.graph.module, split, batch_size=1024)
     build = lambda: evaluator.space.build(sample, evaluator.base)  # noqa: E731
+    swapped = [name for name, meta in candidate.graph.meta.items() if meta.target.startswith("Quant")]
     parts = [
         ("build candidate", "search/spaces/mixed_precision_ptq.py build -> quantize_transform_pass", build),
-        ("  of which Graph.copy", "graph/graph.py Graph.copy (deepcopy of the GraphModule + metadata)",
+        ("  of which Graph.copy", "graph/graph.py Graph.copy (modules, tensors, fx graph, metadata; no codegen)",
          lambda: evaluator.base.copy()),
-        ("  of which Graph.refresh", "graph/graph.py Graph.refresh (lint, recompile, record_metadata)",
-         lambda: candidate.graph.refresh()),
+        ("  of which Graph.restamp", "graph/graph.py Graph.restamp (metadata of the swapped nodes, nothing run)",
+         lambda: candidate.graph.restamp(swapped)),
         ("predict 10k", "runtime/predict.py predict (forward, batch 1024)",
          lambda: predict(candidate.graph.module, split, batch_size=1024)),
-        ("classification_metrics", "runtime/classification.py classification_metrics (5 torchmetrics calls)",
-         lambda: classification_metrics(logits, targets, info.num_classes)),
-        ("per_class_report", "runtime/classification.py per_class_report (+ confusion matrix)",
-         lambda: per_class_report(logits, targets, info.num_classes, info.class_names)),
-        ("complexity pass", "passes/complexity.py complexity_analysis_pass (average_bitwidth runner)",
+        ("classification metrics", "runtime/classification.py classification_summary (one confusion matrix)",
+         lambda: classification_summary(logits, targets, info.num_classes, info.class_names)),
+        ("complexity pass", "passes/complexity.py complexity_analysis_pass (counts cached per architecture)",
          lambda: complexity_analysis_pass(candidate.graph, {})),
-        ("  of which FLOP counter", "passes/complexity.py flop_counter_flops (FlopCounterMode forward)",
+        ("  FLOP counter (once per architecture)", "passes/complexity.py flop_counter_flops (FlopCounterMode forward)",
          lambda: flop_counter_flops(candidate.graph)),
         ("complexity metrics", "metrics/registry.py compute_metrics(complexity group)",
          lambda: compute_metrics(("average_bitwidth",), MetricContext(graph=candidate.graph))),
