@@ -183,8 +183,8 @@ def _bitwidth_averages(graph: Graph) -> tuple[float, float]:
     return mase, corrected
 
 
-def flop_counter_flops(graph: Graph) -> int:
-    """FLOPs of one sample as torch.utils.flop_counter.FlopCounterMode counts them."""
+def _flop_counter(graph: Graph) -> Any:
+    """A FlopCounterMode that has counted one evaluation-mode forward of one sample."""
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = graph.module.training
@@ -194,21 +194,18 @@ def flop_counter_flops(graph: Graph) -> int:
             graph.module(graph.example_input[:1])
     finally:
         graph.module.train(was_training)
-    return int(counter.get_total_flops())
+    return counter
+
+
+def flop_counter_flops(graph: Graph) -> int:
+    """FLOPs of one sample as torch.utils.flop_counter.FlopCounterMode counts them."""
+    return int(_flop_counter(graph).get_total_flops())
 
 
 def flop_counter_costs(graph: Graph) -> dict[str, Any]:
     """The reference: one FlopCounterMode forward of `graph`, FLOPs in total and per module node, and
     BitOPs = sum over weighted module nodes of their counted MACs x weight bits x input bits."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = graph.module.training
-    graph.module.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            graph.module(graph.example_input[:1])
-    finally:
-        graph.module.train(was_training)
+    counter = _flop_counter(graph)
     by_module = counter.get_flop_counts()
     root = type(graph.module).__name__
     nodes, bitops = {}, 0
