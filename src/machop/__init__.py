@@ -25,6 +25,7 @@ _LAZY = {
     "load_checkpoint": "machop.train",
     "save_checkpoint": "machop.train",
     "Graph": "machop.graph",
+    "export_trial": "machop.search.trial_export",
 }
 _SUBMODULES = ("api", "config", "data", "graph", "metrics", "models", "passes", "quant", "train")
 

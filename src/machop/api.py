@@ -543,6 +543,37 @@ def _frac_options(graph: Any, calibration: Any, data: Any) -> dict[str, Any]:
 EXPORT_DIR = "exported"
 
 
+def check_export_args(format_name: str, split: str, threshold: float | None) -> str:
+    """Refuse an unknown format, a missing extra or a bad threshold before anything loads; the split key."""
+    from machop.export.formats import export_format
+
+    export_format(format_name).function()  # unknown format or missing extra: before loading anything
+    split = split_key(split)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"--threshold must be a fraction of agreeing predictions in 0..1, got {threshold}")
+    return split
+
+
+def export_graph(config: RunConfig, graph: Any, dataset: Dataset, format_name: str = "onnx", *,
+                 out: Path | None = None, check: bool = True, per_layer: bool = False, strict: bool = False,
+                 threshold: float | None = None, split: str = "validation",
+                 options: dict[str, Any] | None = None, default_folder: str | None = None) -> Any:
+    """Export a built graph (checked against `dataset`) to `format_name`; returns an ExportResult.
+
+    `out` defaults to <project>/exported/<default_folder or format>/.
+    """
+    from machop.export.request import ExportRequest
+    from machop.export.run import run_export
+
+    split = check_export_args(format_name, split, threshold)
+    target = Path(out) if out is not None else \
+        Project.from_config(config).root / EXPORT_DIR / (default_folder or format_name)
+    request = ExportRequest(model=graph.module, out=target, example_input=graph.example_input, dataset=dataset,
+                            batch_size=config.batch_size, split=split, check=check, per_layer=per_layer,
+                            strict=strict, threshold=threshold, options=dict(options or {}))
+    return run_export(format_name, request)
+
+
 def export(config: RunConfig, format_name: str = "onnx", *, out: Path | None = None, check: bool = True,
            per_layer: bool = False, strict: bool = False, threshold: float | None = None,
            split: str = "validation", options: dict[str, Any] | None = None) -> Any:
@@ -551,28 +582,20 @@ def export(config: RunConfig, format_name: str = "onnx", *, out: Path | None = N
     A transformed checkpoint (`--load .../model.machop`) rebuilds itself; otherwise the config's
     [passes] are applied with calibration data, as `machop transform` does. The parity check runs
     on `split` unless `check` is False; with `strict`, agreement below `threshold` is an error and
-    nothing is written. `out` defaults to <project>/exported/<format>/.
+    nothing is written. `out` defaults to <project>/exported/<format>/. The candidate of one trial
+    of a search is exported by `machop.search.trial_export.export_trial` (`machop export --trial N`).
     """
-    from machop.export.formats import export_format
-    from machop.export.request import ExportRequest
-    from machop.export.run import run_export
     from machop.graph import Graph
     from machop.passes import apply_passes
 
-    export_format(format_name).function()  # unknown format or missing extra: before loading anything
-    split = split_key(split)
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"--threshold must be a fraction of agreeing predictions in 0..1, got {threshold}")
+    split = check_export_args(format_name, split, threshold)
     prepared = prepare(config)
     config, data = prepared.config, prepared.dataset
     graph = Graph(prepared.model, example_batch(data.validation))
     transformed = prepared.checkpoint is not None and bool(prepared.checkpoint.passes)
     if config.passes and not transformed:
         graph, _ = apply_passes(graph, list(config.passes.items()), data=pass_data(config, data))
-    target = Path(out) if out is not None else Project.from_config(config).root / EXPORT_DIR / format_name
-    request = ExportRequest(model=graph.module, out=target, example_input=graph.example_input, dataset=data,
-                            batch_size=config.batch_size, split=split, check=check, per_layer=per_layer,
-                            strict=strict, threshold=threshold, options=dict(options or {}))
-    result = run_export(format_name, request)
+    result = export_graph(config, graph, data, format_name, out=out, check=check, per_layer=per_layer,
+                          strict=strict, threshold=threshold, split=split, options=options)
     note_random_weights(config, "export")
     return result

@@ -97,9 +97,18 @@ EXCLUDED: dict[str, str] = {
         "cfg.toml is shown in prose on docs/deploy.md; tests/cli/test_export.py exports the same config",
     ".venv/bin/python benchmarks/onnx_runtime.py --threads 2":
         "benchmark: full-width VGG7 in four runtimes, minutes on 2 cores",
-    "machop search --config configs/search_quant_jsc_tpe.toml":
-        "the search of docs/fpga.md (trials over the digits data); tests/search/test_example_configs.py "
+    "machop search --config configs/search_quant_jsc_tpe.toml --load "
+    "outputs/jsc-three-linear-layers_classification_digits/checkpoints/best.ckpt":
+        "the search of docs/fpga.md (40 trials over the digits data); tests/search/test_example_configs.py "
         "runs the config small",
+    "machop export --config configs/search_quant_jsc_tpe.toml --trial 28 --format hls4ml --out hls_jsc --csim":
+        "exports a trial of the search above and builds hls4ml's C simulation (14 s with g++); "
+        "tests/search/test_trial_export.py exports a trial of a small search in-process",
+    "machop search --config configs/search_vgg7_onnx.toml":
+        "trains VGG7 and measures 16 candidates in ONNX Runtime (about a minute on 2 cores); "
+        "tests/search/test_onnx_search.py runs such a search on VGG7 at small size",
+    "machop export --config configs/search_vgg7_onnx.toml --trial 15":
+        "exports a trial of the VGG7 search above; tests/search/test_trial_export.py exports a trial in-process",
     "machop transform --config chosen.toml --load outputs/jsc-three-linear-layers_classification_digits/"
     "checkpoints/best.ckpt":
         "chosen.toml is the reader's own config of a chosen trial; tests/export/test_hls4ml_cli.py "

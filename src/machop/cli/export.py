@@ -11,6 +11,7 @@ from rich.table import Table
 from machop.cli.options import ConfigArgs, config_command
 from machop.cli.setup_run import resolve_and_show
 from machop.console import out
+from machop.errors import ConfigError
 
 BACKENDS = "Vivado (default), Vitis or oneAPI"
 LAYER_COLUMNS_FIRST = ("node", "kind")
@@ -67,8 +68,16 @@ def export_command(
     csim: Annotated[bool, typer.Option("--csim", help="hls4ml: compile and run the C simulation.")] = False,
     allow_float: Annotated[bool, typer.Option(
         "--allow-float", help="hls4ml: accept float layers (as wide ap_fixed).")] = False,
+    trial: Annotated[Optional[int], typer.Option(
+        "--trial", help="Export this trial's candidate of the --config search (rebuilt as the search "
+        "built it).", show_default=False)] = None,
+    storage: Annotated[Optional[str], typer.Option(
+        "--storage", help="With --trial: the search's Optuna storage URL (default: its journal file).",
+        show_default=False)] = None,
+    study_name: Annotated[Optional[str], typer.Option(
+        "--study-name", help="With --trial: the study (default: the project name).", show_default=False)] = None,
 ) -> None:
-    """Export the model (after --load or the config's passes) and check it against the simulation."""
+    """Export the model (after --load, the config's passes, or --trial N of its search) and check it."""
     from machop import api
 
     options: dict[str, Any] = {}
@@ -76,9 +85,18 @@ def export_command(
         given = {"backend": backend, "io_type": io_type, "reuse_factor": reuse_factor}
         options = {key: value for key, value in given.items() if value is not None}
         options.update({"csim": csim, "allow_float": allow_float})
+    if trial is None and (storage is not None or study_name is not None):
+        raise ConfigError("--storage and --study-name choose the study of --trial; pass --trial N too")
     resolved = resolve_and_show(args, from_checkpoint=True)
-    result = api.export(resolved.config, format_name, out=out_dir, check=not no_check, per_layer=per_layer,
-                        strict=strict, threshold=threshold, split=split, options=options)
+    settings = {"out": out_dir, "check": not no_check, "per_layer": per_layer, "strict": strict,
+                "threshold": threshold, "split": split, "options": options}
+    if trial is not None:
+        from machop.search.trial_export import export_trial
+
+        result = export_trial(resolved.config, trial, format_name, storage=storage, study_name=study_name,
+                              **settings)
+    else:
+        result = api.export(resolved.config, format_name, **settings)
     if result.layers:
         out.print(_layers_table(result.layers))
     if result.parity is not None:
