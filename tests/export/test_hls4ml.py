@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from machop.data import DatasetInfo
 from machop.errors import MachopError, ModelError
-from machop.export.hls4ml import check_options, to_hls4ml
+from machop.export.hls4ml import check_options, export, to_hls4ml
 from machop.export.hls4ml_plan import plan_export
 from machop.export.hls4ml_types import FixedType, add_type, compose
 from machop.graph import Graph
@@ -272,3 +272,24 @@ def test_csim_without_a_compiler_and_an_unwritable_out_write_nothing(tmp_path, m
     with pytest.raises(MachopError, match=r"--csim builds hls4ml's C simulation with g\+\+, which is not installed; install it"):
         to_hls4ml(toy, tmp_path / "out", example_input=X, csim=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_strict_requires_bit_exact_outputs_unless_a_threshold_is_given(tmp_path, toy):
+    from dataclasses import replace
+
+    from machop.export.hls4ml import strict_verdict
+    from machop.export.request import ExportRequest, ParityReport
+
+    exact = ParityReport(samples=10, agreement=1.0, max_abs_diff=0.0, differing_samples=0, bit_exact=True)
+    close = ParityReport(samples=10, agreement=1.0, max_abs_diff=0.25, differing_samples=3, bit_exact=False)
+    request = ExportRequest(model=toy, out=tmp_path / "out", example_input=X, strict=True,
+                            options={"csim": True})
+    assert strict_verdict(request, exact)
+    with pytest.raises(MachopError, match=r"differs .* on 3 of 10 samples .* must be bit-exact"):
+        strict_verdict(request, close)
+    assert strict_verdict(replace(request, threshold=0.9), close)
+    assert not strict_verdict(replace(request, threshold=0.9), replace(close, agreement=0.8))
+    assert strict_verdict(replace(request, strict=False), close)
+    with pytest.raises(MachopError, match="--strict judges the C simulation's parity, so it needs --csim"):
+        export(replace(request, options={}))
+    assert not (tmp_path / "out").exists()

@@ -55,9 +55,11 @@ def export_command(
     no_check: Annotated[bool, typer.Option("--no-check", help="Skip the parity check.")] = False,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="Parity per quantized node too.")] = False,
     strict: Annotated[bool, typer.Option(
-        "--strict", help="Exit 2 (writing nothing) when agreement is below --threshold.")] = False,
-    threshold: Annotated[float, typer.Option(
-        "--threshold", help="Least prediction agreement --strict accepts.")] = 0.995,
+        "--strict", help="Exit 2 (writing nothing) when the parity check fails: onnx below --threshold, "
+                         "hls4ml not bit-exact (or below --threshold when given).")] = False,
+    threshold: Annotated[Optional[float], typer.Option(
+        "--threshold", help="Least prediction agreement --strict accepts (onnx default 0.995).",
+        show_default=False)] = None,
     split: Annotated[str, typer.Option("--split", help="Split of the parity check.")] = "validation",
     backend: Annotated[Optional[str], typer.Option(
         "--backend", help=f"hls4ml backend: {BACKENDS}.", show_default=False)] = None,

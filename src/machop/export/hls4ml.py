@@ -240,9 +240,27 @@ def _files(out: Path) -> list[Path]:
     return sorted(out.iterdir())
 
 
+def strict_verdict(request: ExportRequest, parity: ParityReport | None) -> bool:
+    """Whether the export passes: without --strict always; with it, bit-exact outputs, or with
+    --threshold at least that prediction agreement."""
+    if not request.strict or parity is None:
+        return True
+    if request.threshold is not None:
+        return parity.agreement >= request.threshold
+    if not parity.bit_exact:
+        raise MachopError(f"--strict: hls4ml's C simulation differs from machop's simulation on "
+                          f"{parity.differing_samples} of {parity.samples} samples (max abs difference "
+                          f"{parity.max_abs_diff:.6g}); it must be bit-exact (or give --threshold); "
+                          "nothing written")
+    return True
+
+
 def export(request: ExportRequest) -> ExportResult:
     """Write an hls4ml project for `request.model` into `request.out`, and check it with --csim."""
     options = check_options(dict(request.options))
+    if request.strict and not (options.csim and request.check):
+        raise MachopError("hls4ml export: --strict judges the C simulation's parity, so it needs --csim "
+                          "(and no --no-check)")
     out = Path(request.out)
     _check_writable(out)
     if options.csim:
@@ -269,14 +287,7 @@ def export(request: ExportRequest) -> ExportResult:
     write_json_atomic(out / "layers.json", {"backend": options.backend, "io_type": options.io_type,
                                             "reuse_factor": options.reuse_factor, "layers": rows})
     write_text_atomic(out / "README.md", readme_text(plan, options, parity, notes))
-    passed = True
-    if request.strict and parity is not None:
-        if request.threshold is None and not parity.bit_exact:
-            raise MachopError(f"--strict: hls4ml's C simulation differs from machop's simulation on "
-                              f"{parity.differing_samples} of {parity.samples} samples (max abs difference "
-                              f"{parity.max_abs_diff:.6g}); it must be bit-exact (or give --threshold); "
-                              "nothing written")
-        passed = request.threshold is None or parity.agreement >= request.threshold
+    passed = strict_verdict(request, parity)
     return ExportResult(format="hls4ml", out=out, files=_files(out),
                         layers=[{"name": r["name"], "kind": r["kind"], "exported_as": r["precision"]}
                                 for r in rows],
