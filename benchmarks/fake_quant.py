@@ -10,9 +10,10 @@ same weights are evaluated three ways in the same process, in eval mode without 
 * uncached   -- the same quantized model with weight caching switched off, so every forward
                 quantizes the constant weights again.
 * f32 sums   -- the cached model with its layers forced to sum in float32 (machop before exact
-                simulation). The "16-bit" rows (inputs 16/8, weights 16/12) need more than
-                float32's 24 bits per sum, so machop sums them in float64 to stay exact; the
-                8-bit rows fit float32 and are computed as before (the column then equals cached).
+                simulation). A layer sums in float64 ("f64 layers") only where its actual
+                quantized weights could make a partial sum exceed float32's 24 bits; the
+                "16-bit" rows (inputs 16/8, weights 16/12) are the wide case. Where every layer
+                fits float32 the column equals cached.
 
 Times are medians of torch.utils.benchmark.Timer.blocked_autorange, measured in `--rounds`
 interleaved rounds (float, cached, uncached, again); each variant's best median counts. Target (P3):
@@ -97,8 +98,10 @@ def measure(name: str, quantized_ops: str, batch: int, min_run_time: float, roun
         times["uncached"].append(median_ms(quantized, x, min_run_time))
     float_ms, cached_ms, uncached_ms = (min(times[k]) for k in ("float", "cached", "uncached"))
     set_weight_cache(quantized, True)
+    with torch.no_grad():
+        quantized(x[:1])  # the cached weights decide each layer's sum dtype
     float64_layers = sum(1 for layer in quantized.modules()
-                         if isinstance(layer, WEIGHTED) and layer.exact_dtype is not None)
+                         if isinstance(layer, WEIGHTED) and layer.sum_dtype() is not None)
     set_float32_sums(quantized)
     float32_sums_ms = median_ms(quantized, x, min_run_time)
     return {"workload": name, "quantized": quantized_ops, "batch": batch, "float_ms": float_ms, "cached_ms": cached_ms,

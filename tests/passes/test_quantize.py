@@ -99,6 +99,20 @@ def test_relu_input_is_unsigned():
     assert torch.equal(relu(x), torch.tensor([0.0, 0.25, 1.0, 3.75]))
 
 
+@pytest.mark.parametrize("signed", [False, True])
+def test_relu_skips_the_max_only_where_the_quantizer_already_clamps(signed):
+    config = {"name": "integer", "data_in_width": 8, "data_in_frac_width": 4, **({"data_in_is_signed": True} if signed else {})}
+    new, _ = quantize_transform_pass(graph_of(), {"by": "type", "default": NONE, "relu": {"config": config}})
+    relu = new.module.get_submodule("seq_blocks.1")
+    assert relu.quantizer_clamps is not signed  # unsigned codes are never negative: no ReLU pass needed
+    x = torch.cat([torch.randn(1000) * 8, torch.tensor([float("nan"), -0.0])])
+    expected = torch.relu(relu.specs["data_in"].quantize(x))
+    with torch.no_grad():
+        out = relu(x)
+    assert torch.equal(out.nan_to_num(-1.0), expected.nan_to_num(-1.0)) and out.isnan().sum() == 1
+    assert (out[~out.isnan()] >= 0).all()
+
+
 def test_metadata_records_precisions():
     new, _ = quantize_transform_pass(graph_of(), {"by": "type", "default": NONE, "linear": {"config": INT8}})
     precision = new.meta["seq_blocks_2"].precision

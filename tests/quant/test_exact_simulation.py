@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from machop.quant.arithmetic import parse_node_config
-from machop.quant.exact import fixed_operand, simulation_dtype, sum_format
+from machop.quant.exact import fixed_operand, float32_sums_are_exact, simulation_dtype, sum_format
 from machop.quant.modules import QuantConv2d, QuantLinear
 
 WIDE = {"name": "integer", "data_in_width": 16, "data_in_frac_width": 8, "weight_width": 16,
@@ -134,3 +134,47 @@ def test_16_bit_conv_equals_the_exact_sum(per_channel):
     exact = torch.nn.functional.conv2d(xq.double(), weight.double(), bias.double(), padding=1)
     with torch.no_grad():
         assert torch.equal(layer(x), exact.float())
+
+
+def test_small_16_bit_weights_stay_float32_and_are_exact():
+    """The worst case of the widths asks for float64; the actual weight codes fit float32's 24 bits."""
+    layer = quant_linear(WIDE)
+    with torch.no_grad():
+        layer.weight.mul_(0.001)  # Σ|w|·max|x| + |b| ≈ 0.016 · 128 + 0.125 < 2^(24 - 20)
+    assert layer.exact_dtype == torch.float64
+    x = torch.randn(1000, 64) * 40
+    with torch.no_grad():
+        out = layer(x)
+    assert layer.sum_dtype() is None
+    total, frac = exact_linear_codes(layer, x)
+    assert torch.equal(out.double(), total.double() / 2.0**frac)  # exact, not merely rounded once
+
+
+def test_weights_that_grow_in_place_go_back_to_float64():
+    layer = quant_linear(WIDE)
+    with torch.no_grad():
+        layer.weight.mul_(0.001)
+        layer(torch.zeros(1, 64))
+        assert layer.sum_dtype() is None
+        layer.weight.mul_(1000)  # a new version: the cached weights and their dtype are refreshed
+        x = torch.randn(1000, 64) * 40
+        out = layer(x)
+    assert layer.sum_dtype() == torch.float64
+    total, frac = exact_linear_codes(layer, x)
+    assert torch.equal(out, (total.double() / 2.0**frac).float())
+
+
+def test_float32_bound_counts_each_channel_its_bias_and_the_output_grid():
+    # x: 8/4 (largest |x| = 128 / 16 = 8), w and b: 8/4, so F = 8 and the bound must stay below 2^16.
+    specs = parse_node_config(NARROW, node="fc")
+    assert simulation_dtype(specs, 1032) == torch.float64  # the worst case: 1032·128·127 + 128·16 codes
+    weight = torch.full((2, 1032), 7.9375)  # channel 0: 1032 · 7.9375 · 8 = 65532
+    weight[1] = 0
+    assert float32_sums_are_exact(specs, weight, torch.zeros(2))
+    assert not float32_sums_are_exact(specs, weight, torch.tensor([4.0, 0.0]))  # 65536 reaches 2^16
+    assert float32_sums_are_exact(specs, weight, torch.tensor([0.0, 4.0]))  # channel 1 holds only 4
+    assert not float32_sums_are_exact(specs, torch.full((2, 1033), 7.9375), torch.zeros(2))
+    narrow_out = parse_node_config({**NARROW, "data_out_width": 8, "data_out_frac_width": 2}, node="fc")
+    assert float32_sums_are_exact(narrow_out, weight, torch.zeros(2))
+    wide_out = parse_node_config({**NARROW, "data_out_width": 32, "data_out_frac_width": 2}, node="fc")
+    assert not float32_sums_are_exact(wide_out, weight, torch.zeros(2))  # codes float32 cannot hold

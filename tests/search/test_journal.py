@@ -16,6 +16,7 @@ def test_records_are_readable_by_plain_optuna_and_fsync_only_at_finished_trials(
     synced = []  # (thread, file size at the fsync)
     monkeypatch.setattr(journal.os, "fsync", lambda fd: synced.append((threading.current_thread().name,
                                                                        os.fstat(fd).st_size)))
+    monkeypatch.setattr(TrialDurableJournalBackend, "background_fsync", True)
     path = tmp_path / "study.journal"
     backend = TrialDurableJournalBackend(str(path))
     study = optuna.create_study(storage=optuna.storages.JournalStorage(backend), study_name="s")
@@ -38,6 +39,22 @@ def test_records_are_readable_by_plain_optuna_and_fsync_only_at_finished_trials(
     assert [t.user_attrs["a"] for t in plain.trials] == [1.0, 2.0, 3.0]
 
 
+
+def test_by_default_each_finished_trial_is_synced_before_tell_returns(tmp_path, monkeypatch):
+    synced = []  # (thread, file size at the fsync)
+    monkeypatch.setattr(journal.os, "fsync", lambda fd: synced.append((threading.current_thread().name,
+                                                                       os.fstat(fd).st_size)))
+    path = tmp_path / "study.journal"
+    study = optuna.create_study(storage=optuna.storages.JournalStorage(TrialDurableJournalBackend(str(path))),
+                                study_name="s")
+    for value in (1.0, 2.0):
+        trial = study.ask()
+        trial.set_user_attr("a", value)
+        study.tell(trial, value)
+        # the record finishing the trial is the last one written, and it is on disk already
+        assert synced[-1] == (threading.main_thread().name, path.stat().st_size)
+    assert len(synced) == 3  # the study, then one per finished trial (not per record)
+
 def test_a_record_cut_off_by_a_killed_writer_is_dropped_before_the_next_write(tmp_path):
     path = tmp_path / "study.journal"
     backend = TrialDurableJournalBackend(str(path))
@@ -53,3 +70,22 @@ def test_a_record_cut_off_by_a_killed_writer_is_dropped_before_the_next_write(tm
     assert len(records) == len(complete.splitlines()) + 2
     assert [t.value for t in optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(path)))).trials] == [1.0, 2.0]
+
+
+def test_writers_exclude_each_other_with_flock_on_the_journal(tmp_path):
+    import fcntl
+
+    path = tmp_path / "study.journal"
+    backend = TrialDurableJournalBackend(str(path))
+    other = os.open(path, os.O_RDWR)  # another writer's open file: flock excludes it like a process
+    fcntl.flock(other, fcntl.LOCK_EX)
+    writer = threading.Thread(target=backend.append_logs, args=([{"op_code": 4, "trial_id": 0}],))
+    writer.start()
+    writer.join(timeout=0.3)
+    assert writer.is_alive() and path.stat().st_size == 0  # waits for the lock, nothing written
+    os.write(other, b'{"op_code":0}\n')
+    fcntl.flock(other, fcntl.LOCK_UN)
+    os.close(other)
+    writer.join()
+    assert path.read_bytes().splitlines() == [b'{"op_code":0}', b'{"op_code":4,"trial_id":0}']
+    assert not list(tmp_path.glob("*.lock"))  # no symlink lock was taken

@@ -7,6 +7,8 @@ format with p mantissa bits holds every such partial sum exactly when M < 2^p, s
 float result is the exact fixed-point result in any summation order. `sum_format` gives F and
 the bits of M; `simulation_dtype` picks float32 where 24 bits suffice and float64 (53 bits)
 otherwise. The same numbers size hls4ml's accumulator (`ap_fixed<bits + 1, bits + 1 - F>`).
+Once the quantized weights are known, `float32_sums_are_exact` bounds the sums by the actual
+weight codes instead, so a layer whose weights are far from the largest code stays in float32.
 """
 
 from __future__ import annotations
@@ -115,6 +117,41 @@ def simulation_dtype(specs: dict[str, Any], reduction: int) -> torch.dtype | Non
     return None if form.fits(FLOAT32_BITS, FLOAT32_MAX_FRAC) else torch.float64
 
 
+def _per_channel_fracs(op: FixedOperand, channels: int) -> torch.Tensor:
+    fracs = op.fracs if len(op.fracs) > 1 else op.fracs * channels
+    return torch.tensor(fracs, dtype=torch.float64)
+
+
+def float32_sums_are_exact(specs: dict[str, Any], weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether float32 holds every partial sum of Σ x·w + b exactly, for these quantized weight and bias.
+
+    Sharper than `sum_format`'s worst case, which assumes every weight code is the largest: per
+    output channel c (dim 0 of `weight`), every product and the bias are multiples of 2^-F_c,
+    F_c = max(fx + fw_c, fb_c), and every partial sum is at most Σ_j |w_cj|·max|x| + |b_c|. A
+    float32 holds all of them exactly when that bound is below 2^(24 - F_c). The data_out
+    quantizer must be a fixed-point grid that float32 holds too (then it rounds the same exact
+    sum in float32 as in float64). False where any of this is unknown.
+    """
+    data_in, weight_op = fixed_operand(specs.get("data_in")), fixed_operand(specs.get("weight"))
+    bias_op, out_spec = fixed_operand(specs.get("bias")), specs.get("data_out")
+    if data_in is None or weight_op is None or (bias is not None and bias_op is None):
+        return False
+    if out_spec is not None:
+        data_out = fixed_operand(out_spec)
+        if data_out is None or data_out.largest_code >= 2**FLOAT32_BITS:
+            return False
+    channels = weight.shape[0] if weight.dim() > 0 else 1
+    frac = data_in.fracs[0] + _per_channel_fracs(weight_op, channels)
+    largest_x = data_in.largest_code * 2.0 ** -data_in.fracs[0]
+    bound = weight.detach().to(torch.float64).reshape(channels, -1).abs().sum(1) * largest_x
+    if bias is not None:
+        frac = torch.maximum(frac, _per_channel_fracs(bias_op, channels))
+        bound = bound + bias.detach().to(torch.float64).reshape(channels).abs()
+    if int(frac.max()) > FLOAT32_MAX_FRAC:
+        return False
+    return bool((bound < torch.pow(2.0, FLOAT32_BITS - frac)).all())
+
+
 def is_exact_in_float64(specs: dict[str, Any], reduction: int) -> bool:
     """Whether float64 holds the layer's fixed-point sum exactly (False also for non-fixed layers)."""
     data_in, weight = fixed_operand(specs.get("data_in")), fixed_operand(specs.get("weight"))
@@ -126,5 +163,5 @@ def is_exact_in_float64(specs: dict[str, Any], reduction: int) -> bool:
     return sum_format(data_in, weight, bias, reduction).fits(FLOAT64_BITS, FLOAT64_MAX_FRAC)
 
 
-__all__ = ["FixedOperand", "SumFormat", "fixed_operand", "is_exact_in_float64", "simulation_dtype",
-           "sum_format"]
+__all__ = ["FixedOperand", "SumFormat", "fixed_operand", "float32_sums_are_exact", "is_exact_in_float64",
+           "simulation_dtype", "sum_format"]

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from machop.graph.metadata import float_precision
-from machop.quant.exact import simulation_dtype
+from machop.quant.exact import fixed_operand, float32_sums_are_exact, simulation_dtype
 
 OperandSpecs = dict[str, Any]  # operand name -> OperandSpec or None (left in float)
 OPERANDS = ("data_in", "weight", "bias", "data_out")
@@ -32,9 +32,12 @@ class _QuantizedParameters:
 
     The cache is used only when no gradient can flow to the weights (evaluation), so
     quantization-aware training still sees fresh straight-through quantization every step.
+    `exact_dtype` is the worst case of the widths; with cached weights `sum_dtype` refines it
+    from the actual weight codes (float32 where it holds every partial sum exactly).
     """
 
     cache_weights = True
+    _cached_float32_exact = False
 
     def _init_quant(self, specs: OperandSpecs, config: dict[str, Any]) -> None:
         self.specs = dict(specs)
@@ -42,6 +45,7 @@ class _QuantizedParameters:
         self.exact_dtype = self.simulation_dtype  # decided once: widths and shapes are fixed
         self._cache_key: tuple | None = None
         self._cached: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self._cached_float32_exact = False  # whether float32 sums the cached weights exactly
 
     def _version_key(self) -> tuple:
         bias = self.bias
@@ -51,15 +55,21 @@ class _QuantizedParameters:
     def quantized_parameters(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(weight, bias) as the quantized forward uses them."""
         if not self.cache_weights or (torch.is_grad_enabled() and self.weight.requires_grad):
-            self._cached = None
+            self._cached, self._cached_float32_exact = None, False
             return _apply(self.specs, "weight", self.weight), _apply(self.specs, "bias", self.bias)
         key = self._version_key()
         if self._cached is None or key != self._cache_key:
             with torch.no_grad():
                 self._cached = (_apply(self.specs, "weight", self.weight),
                                 _apply(self.specs, "bias", self.bias))
+                self._cached_float32_exact = self.exact_dtype is not None and \
+                    float32_sums_are_exact(self.specs, *self._cached)
             self._cache_key = key
         return self._cached
+
+    def sum_dtype(self) -> torch.dtype | None:
+        """The dtype of the next sum (None: float32), after quantized_parameters() gave its weights."""
+        return None if self._cached_float32_exact else self.exact_dtype
 
     def machop_precision(self) -> dict[str, dict[str, Any]]:
         """Precision of every operand, for node metadata."""
@@ -122,7 +132,7 @@ class QuantLinear(_QuantizedParameters, nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.quantized_parameters()
-        return exact_call(F.linear, self.exact_dtype, self.specs, _apply(self.specs, "data_in", x),
+        return exact_call(F.linear, self.sum_dtype(), self.specs, _apply(self.specs, "data_in", x),
                           weight, bias)
 
 
@@ -147,7 +157,7 @@ class _QuantConv(_QuantizedParameters):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.quantized_parameters()
-        return exact_call(self._conv_forward, self.exact_dtype, self.specs,
+        return exact_call(self._conv_forward, self.sum_dtype(), self.specs,
                           _apply(self.specs, "data_in", x), weight, bias)
 
 
@@ -168,16 +178,22 @@ class QuantReLU(nn.Module):
 
     machop_leaf = True
     machop_kind = "relu"
+    quantizer_clamps = False  # set per instance: True when data_in is unsigned fixed point
 
     def __init__(self, specs: OperandSpecs, config: dict[str, Any]) -> None:
         super().__init__()
         self.specs = dict(specs)
         self.quant_config = dict(config)
+        data_in = fixed_operand(self.specs.get("data_in"))
+        # An unsigned fixed-point input has no negative code: the quantizer already did the ReLU.
+        self.quantizer_clamps = data_in is not None and not data_in.is_signed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         quantized = _apply(self.specs, "data_in", x)
-        # A fresh quantized tensor is ours to overwrite: saves allocating a second activation.
-        out = F.relu(quantized, inplace=quantized is not x and not quantized.requires_grad)
+        if self.quantizer_clamps:
+            out = quantized
+        else:  # a fresh quantized tensor is ours to overwrite: saves allocating a second activation
+            out = F.relu(quantized, inplace=quantized is not x and not quantized.requires_grad)
         return _apply(self.specs, "data_out", out)
 
     def machop_precision(self) -> dict[str, dict[str, Any]]:
@@ -304,6 +320,8 @@ class _QuantBatchNorm:
         new.exact_dtype = simulation_dtype(new.specs, 1)
         return new
 
+    _cached_float32_exact = False  # whether float32 sums the cached scale and shift exactly
+
     def _version_key(self) -> tuple:
         tensors = (self.weight, self.bias, self.running_mean, self.running_var)
         return tuple(None if t is None else (t._version, t.data_ptr()) for t in tensors)
@@ -312,8 +330,10 @@ class _QuantBatchNorm:
         """(scale, shift) as the quantized forward uses them (`x`: a training batch)."""
         if x is not None:
             scale, shift = batch_norm_scale_shift(self, x)
+            self._cached_float32_exact = False
             return _apply(self.specs, "weight", scale), _apply(self.specs, "bias", shift)
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            self._cached_float32_exact = False
             scale, shift = batch_norm_scale_shift(self)
             return _apply(self.specs, "weight", scale), _apply(self.specs, "bias", shift)
         key = self._version_key()
@@ -321,8 +341,14 @@ class _QuantBatchNorm:
             with torch.no_grad():
                 scale, shift = batch_norm_scale_shift(self)
                 self._cached = (_apply(self.specs, "weight", scale), _apply(self.specs, "bias", shift))
+                self._cached_float32_exact = self.exact_dtype is not None and \
+                    float32_sums_are_exact(self.specs, *self._cached)
             self._cache_key = key
         return self._cached
+
+    def sum_dtype(self) -> torch.dtype | None:
+        """The dtype of the next sum (None: float32), after quantized_scale_shift() gave its operands."""
+        return None if self._cached_float32_exact else self.exact_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
@@ -330,7 +356,8 @@ class _QuantBatchNorm:
         batch_stats = self.training or self.running_mean is None
         scale, shift = self.quantized_scale_shift(x if batch_stats else None)
         shape = (1, -1, *([1] * (x.dim() - 2)))
-        dtype = self.exact_dtype if self.exact_dtype is not None and x.dtype == torch.float32 else x.dtype
+        exact = self.sum_dtype()
+        dtype = exact if exact is not None and x.dtype == torch.float32 else x.dtype
         out = x.to(dtype) * scale.to(dtype).view(shape) + shift.to(dtype).view(shape)
         return _apply(self.specs, "data_out", out).to(x.dtype)
 
