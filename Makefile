@@ -56,9 +56,13 @@ postgres:
 		|| echo "postgresql could not be installed; the PostgreSQL worker tests will be skipped"; \
 	fi
 
+# Two pytest workers (one per core on CI's 2-core machines); a test file runs whole on one worker,
+# so its module fixtures are built once. TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
+
 test: install browser postgres
 	$(VENV)/bin/ruff check src tests benchmarks
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: install
 	$(PY) benchmarks/train_epoch.py

@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 
 os.environ["MACHOP_OFFLINE"] = "1"
+# pytest-xdist's workers start with COLUMNS=80 and LINES=24, which rich would fix as the console's
+# size at its creation; tests set the width they check themselves (the `cli` fixture).
+for _variable in ("COLUMNS", "LINES"):
+    os.environ.pop(_variable, None)
 # Tests use tiny tensors; more threads only add contention with other processes.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

@@ -138,6 +138,21 @@ def test_vgg7_int8_agrees_and_fuses_every_conv(vgg8, digits):
     assert all("folded in" in row["exported"] for row in build.plan.layers if row["kind"] == "conv2d")
 
 
+def test_unsigned_inputs_after_relus_need_no_requantization(digits):
+    graph = _float_graph(digits, "vgg7", widths=[16, 32, 64], hidden=64)
+    layers = [n.name for n in graph.compute_nodes() if graph.meta[n.name].kind in ("conv2d", "linear")]
+    args = {"by": "name", "default": {"config": {"name": "NA"}},
+            "calibration": {"method": "max", "split": "train", "num_samples": 256}}
+    for index, name in enumerate(layers):  # every layer but the first reads a ReLU's output
+        args[name] = {"config": {**_node(8), "data_in_is_signed": index == 0}}
+    quantized, _ = apply_passes(graph, [("quantize", args)], data=PassData(digits, 64, 0))
+    build, report = _parity(quantized, digits)
+    assert report.agreement >= 0.995
+    counts = kernel_counts(optimized_graph(build.serialized()))
+    assert counts.get("QLinearConv") == 6 and counts.get("QGemm") == 3
+    assert counts.get("QuantizeLinear") == 1  # the input's; a signed input after a ReLU adds one per ReLU
+
+
 def test_sixteen_bits_agree_on_every_prediction(digits):
     graph = _quantized(_float_graph(digits, "jsc-s"), digits, 16, frac=8)
     build, report = _parity(graph, digits)
