@@ -8,7 +8,6 @@ throughput are timed like `metrics.speed`: warm-up runs, then repeats for at lea
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,8 +17,7 @@ import torch
 from torch import nn
 
 from machop.errors import ConfigError
-
-REQUIRED = ("onnx", "onnxruntime")
+from machop.export.formats import export_format
 
 
 @dataclass
@@ -44,10 +42,11 @@ class OnnxCost:
 
 def missing_runtime() -> str | None:
     """Why ONNX metrics cannot be measured here (the deploy extra is missing), or None."""
-    missing = [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+    onnx_format = export_format("onnx")
+    missing = onnx_format.missing()
     if not missing:
         return None
-    return (f"needs {', '.join(missing)}: install it with `.venv/bin/pip install -e '.[deploy]'` "
+    return (f"needs {', '.join(missing)}: install it with `.venv/bin/pip install -e '.[{onnx_format.extra}]'` "
             "(make install does)")
 
 
