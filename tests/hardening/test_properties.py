@@ -163,21 +163,10 @@ def test_block_fp_is_monotone_within_one_block(data, xs):
     assert bool((q[1:] >= q[:-1]).all()), q
 
 
-@pytest.mark.skip(reason="not a property of block_fp: blocks have their own exponents, so a larger "
-                         "value in a block with a larger peak can round below a smaller one elsewhere")
-def test_block_fp_is_monotone_across_blocks():
-    pass
-
-
-@pytest.mark.skip(reason="not a property of stochastic binary: each element is an independent draw")
-def test_stochastic_binary_is_monotone():
-    pass
-
-
-@pytest.mark.skip(reason="not a property of unipolar stochastic binary: P(1) = (x + 1) / 2, so a "
-                         "quantized 0 becomes 1 again with probability 1/2")
-def test_unipolar_stochastic_binary_is_idempotent():
-    pass
+# Not properties, so not tested: block_fp across blocks (each block has its own exponent, so a
+# larger value in a block with a larger peak can round below a smaller one elsewhere); stochastic
+# binary monotonicity (each element is an independent draw); unipolar stochastic binary
+# idempotence (P(1) = (x + 1) / 2, so a quantized 0 becomes 1 again with probability 1/2).
 
 
 @PROPERTY
