@@ -89,3 +89,85 @@ def test_writers_exclude_each_other_with_flock_on_the_journal(tmp_path):
     writer.join()
     assert path.read_bytes().splitlines() == [b'{"op_code":0}', b'{"op_code":4,"trial_id":0}']
     assert not list(tmp_path.glob("*.lock"))  # no symlink lock was taken
+
+
+def _writes(monkeypatch) -> list[int]:
+    """Records per write of every TrialDurableJournalBackend, in order."""
+    sizes: list[int] = []
+    write = TrialDurableJournalBackend._write
+    monkeypatch.setattr(TrialDurableJournalBackend, "_write",
+                        lambda self, logs: (sizes.append(len(logs)), write(self, logs))[1])
+    return sizes
+
+
+def test_held_records_go_out_in_one_write_in_order_when_the_block_ends(tmp_path, monkeypatch):
+    path = tmp_path / "study.journal"
+    backend = TrialDurableJournalBackend(str(path))
+    study = optuna.create_study(storage=optuna.storages.JournalStorage(backend), study_name="s")
+    trial = study.ask()
+    writes = _writes(monkeypatch)
+    size = path.stat().st_size
+    with journal.held_writes(study):
+        trial.suggest_categorical("x", [1, 2])
+        with journal.held_writes(study):  # nested: only the outermost block writes
+            trial.set_user_attr("a", 1)
+        trial.set_user_attr("b", 2)
+        assert path.stat().st_size == size and writes == []
+    assert writes == [3]
+    records = [json.loads(line) for line in path.read_text().splitlines()][-3:]
+    assert [r["op_code"] for r in records] == [5, 8, 8] and records[1]["user_attr"] == {"a": 1}
+    study.tell(trial, 1.0)
+    stored = study.trials[0]
+    assert stored.params == {"x": trial.params["x"]} and stored.user_attrs == {"a": 1, "b": 2}
+
+
+def test_a_record_that_cannot_wait_takes_the_held_ones_with_it(tmp_path, monkeypatch):
+    path = tmp_path / "study.journal"
+    study = optuna.create_study(storage=optuna.storages.JournalStorage(TrialDurableJournalBackend(str(path))),
+                                study_name="s")
+    trial = study.ask()
+    writes = _writes(monkeypatch)
+    with journal.held_writes(study):
+        trial.set_user_attr("a", 1)
+        trial.report(0.5, step=0)  # a pruner reads intermediate values back at once
+        assert writes == [2]
+        assert study.trials[0].intermediate_values == {0: 0.5} and study.trials[0].user_attrs == {"a": 1}
+        trial.set_user_attr("b", 2)
+    assert writes == [2, 1]
+
+
+def test_held_records_are_written_when_the_block_raises_and_other_threads_are_not_held(tmp_path, monkeypatch):
+    path = tmp_path / "study.journal"
+    study = optuna.create_study(storage=optuna.storages.JournalStorage(TrialDurableJournalBackend(str(path))),
+                                study_name="s")
+    trial = study.ask()
+    writes = _writes(monkeypatch)
+    try:
+        with journal.held_writes(study):
+            trial.set_user_attr("a", 1)
+            other = threading.Thread(target=trial.set_user_attr, args=("b", 2))
+            other.start()
+            other.join()
+            assert writes == [1]  # the other thread's record went out on its own
+            raise RuntimeError("evaluation failed")
+    except RuntimeError:
+        pass
+    assert writes == [1, 1] and study.trials[0].user_attrs == {"a": 1, "b": 2}
+    assert journal.held_writes(optuna.create_study()).__class__.__name__ == "nullcontext"  # other storages
+
+
+def test_a_reader_skips_the_file_only_while_nothing_was_appended(tmp_path):
+    path = tmp_path / "study.journal"
+    reader = optuna.storages.JournalStorage(TrialDurableJournalBackend(str(path)))
+    study = optuna.create_study(storage=reader, study_name="s")
+    writer = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(path))))  # another process's writer
+    assert study.trials == []
+    writer.tell(writer.ask(), 1.0)
+    assert [t.value for t in study.trials] == [1.0]
+    with open(path, "ab") as stream:
+        stream.write(b'{"op_code":4,"worker_id":"w","study_id":0,"datetime_start":null}')  # no newline yet
+    assert [t.value for t in study.trials] == [1.0]
+    with open(path, "ab") as stream:
+        stream.write(b"\n")
+    assert len(study.trials) == 2

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from machop.graph.graph import Graph
 from machop.search import records
 from machop.search.claims import claim_grid_point
+from machop.search.journal import held_writes
 from machop.search.objective import (
     config_key,
     constrained_values,
@@ -47,22 +48,28 @@ class TrialEvaluator:
                 for name, choices in self.space.choices().items()}
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
-        sample = self.sample(trial)
+        with held_writes(trial.study):
+            sample = self.sample(trial)
+        return self.evaluate(trial, sample)
+
+    def evaluate(self, trial: optuna.Trial, sample: dict[str, Any]) -> list[float]:
+        """Objective values of a sampled trial; machop's attributes are written in one go at the end."""
         if self.claim_patience is not None:
             claim_grid_point(trial, sample, patience=self.claim_patience)
-        key = config_key(sample)
-        trial.set_user_attr(records.TRIAL_CONFIG, sample)
-        trial.set_user_attr(records.TRIAL_CONFIG_KEY, key)
-        earlier = _completed_with_key(trial.study, key)
-        if earlier is not None:
-            return self._reuse(trial, earlier)
-        started = time.perf_counter()
-        candidate = self.space.build(sample, self.base)
-        if candidate.derived:
-            trial.set_user_attr(records.TRIAL_DERIVED, candidate.derived)
-        self.run.report_epoch = self._pruning_reporter(trial)
-        metrics = run_all(self.runners, candidate.graph, self.run, candidate.train_overrides)
-        return self._record(trial, metrics, time.perf_counter() - started)
+        with held_writes(trial.study):
+            key = config_key(sample)
+            trial.set_user_attr(records.TRIAL_CONFIG, sample)
+            trial.set_user_attr(records.TRIAL_CONFIG_KEY, key)
+            earlier = _completed_with_key(trial.study, key)
+            if earlier is not None:
+                return self._reuse(trial, earlier)
+            started = time.perf_counter()
+            candidate = self.space.build(sample, self.base)
+            if candidate.derived:
+                trial.set_user_attr(records.TRIAL_DERIVED, candidate.derived)
+            self.run.report_epoch = self._pruning_reporter(trial)
+            metrics = run_all(self.runners, candidate.graph, self.run, candidate.train_overrides)
+            return self._record(trial, metrics, time.perf_counter() - started)
 
     def _record(self, trial: optuna.Trial, metrics: dict[str, Any], seconds: float) -> list[float]:
         trial.set_user_attr(records.TRIAL_METRICS, metrics)

@@ -17,6 +17,11 @@ Writers exclude each other with flock on the journal file itself (one system cal
 releases it when a writer dies) instead of Optuna's default symlink lock (a symlink, a rename
 and an unlink per record, and a stale lock left by a killed writer). Readers take no lock in
 either scheme. A lock object passed explicitly is used as given.
+
+Two more savings per trial: `held_writes` gathers the records a trial writes in a row (its
+parameters, machop's user attributes) into one write instead of one per record, and a read
+that finds the file no longer than what was already read returns at once (one stat instead of
+an open and a read).
 """
 
 from __future__ import annotations
@@ -44,6 +49,12 @@ try:
 except ImportError:  # not POSIX: Optuna's symlink lock
     _HAS_FLOCK = False
 
+# Records that may wait in a held block: nothing this process reads back depends on them before
+# the block ends (Optuna's Trial keeps its own copy of what it set). Anything else written in a
+# held block (a trial's state, a new trial, an intermediate value the pruner reads) goes out at
+# once, together with what was waiting, in the order it was written.
+_HOLDABLE_OPERATIONS = (JournalOperation.SET_TRIAL_PARAM, JournalOperation.SET_TRIAL_USER_ATTR,
+                        JournalOperation.SET_TRIAL_SYSTEM_ATTR)
 _STUDY_OPERATIONS = (JournalOperation.CREATE_STUDY, JournalOperation.DELETE_STUDY,
                      JournalOperation.SET_STUDY_USER_ATTR, JournalOperation.SET_STUDY_SYSTEM_ATTR)
 
@@ -162,18 +173,57 @@ class TrialDurableJournalBackend(JournalFileBackend):
         self._flock = lock_obj is None and _HAS_FLOCK  # else the lock object (Optuna's default or given)
         self._sync = _BackgroundSync(self._file_path)
         _LIVE_SYNCS.add(self._sync)
+        self._held = _HeldRecords()
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_sync")
+        state.pop("_held")
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._sync = _BackgroundSync(self._file_path)
         _LIVE_SYNCS.add(self._sync)
+        self._held = _HeldRecords()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Gather this thread's holdable records until the outermost block ends, then write them at once.
+
+        The records are written when the block ends, also when it ends with an exception.
+        """
+        held = self._held
+        held.depth += 1
+        try:
+            yield
+        finally:
+            held.depth -= 1
+            if held.depth == 0 and held.records:
+                records, held.records = held.records, []
+                self._write(records)
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        """Optuna's reader, skipped when the file holds nothing beyond what was already read."""
+        offset = self._log_number_offset.get(log_number_from)
+        if offset is not None:
+            try:
+                if os.stat(self._file_path).st_size == offset:
+                    return iter(())
+            except FileNotFoundError:
+                pass  # Optuna's reader says what is wrong
+        return super().read_logs(log_number_from)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        held = self._held
+        if held.depth:
+            held.records.extend(logs)
+            if all(log.get("op_code") in _HOLDABLE_OPERATIONS for log in logs):
+                return
+            logs, held.records = held.records, []
+        self._write(logs)
+
+    def _write(self, logs: list[dict[str, Any]]) -> None:
         data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
         durable = any(_makes_durable(log) for log in logs)
         flock = self._flock
@@ -196,6 +246,23 @@ class TrialDurableJournalBackend(JournalFileBackend):
     def wait_durable(self) -> None:
         """Block until every finished trial written by this backend is on disk."""
         self._sync.wait()
+
+
+class _HeldRecords(threading.local):
+    """Per thread: how deep in held blocks it is, and the records waiting for the outermost to end."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.records: list[dict[str, Any]] = []
+
+
+def held_writes(study: Any) -> contextlib.AbstractContextManager:
+    """Write a study's holdable records of the block at once (a machop journal; other storages as they are)."""
+    storage = getattr(study, "_storage", None)
+    backend = getattr(storage, "_backend", None)
+    if isinstance(backend, TrialDurableJournalBackend):
+        return backend.hold()
+    return contextlib.nullcontext()
 
 
 @contextlib.contextmanager

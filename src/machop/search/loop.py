@@ -16,6 +16,7 @@ from machop.errors import exception_line
 from machop.search import records
 from machop.search.claims import Unclaimed, claim_budget_slot, claimed_trials, counted_trials
 from machop.search.evaluator import TrialEvaluator
+from machop.search.journal import held_writes
 from machop.search.samplers import search_finished
 from machop.search.study import requeue, requeue_dead
 from machop.search.workers import worker_id
@@ -90,9 +91,13 @@ def _objective(evaluate: TrialEvaluator, budget: int, worker: str,
             raise
 
     def _evaluate(trial: optuna.Trial) -> list[float]:
-        trial.set_user_attr(records.TRIAL_WORKER, worker)
-        claim_budget_slot(trial, budget)
-        return evaluate(trial)
+        with held_writes(trial.study):  # the worker stamp and the parameters: one write
+            trial.set_user_attr(records.TRIAL_WORKER, worker)
+            claim_budget_slot(trial, budget)
+            if not isinstance(evaluate, TrialEvaluator):
+                return evaluate(trial)  # any objective function
+            sample = evaluate.sample(trial)
+        return evaluate.evaluate(trial, sample)
     return objective
 
 
