@@ -1,7 +1,8 @@
-"""Classification metrics agree exactly with scikit-learn's definitions."""
+"""Classification metrics: torchmetrics' definitions, exact quotients rounded once to float32."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from sklearn import metrics as sk
@@ -56,30 +57,89 @@ def _separate_torchmetrics_calls(logits, targets, num_classes):
     }
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_one_pass_summary_equals_the_separate_torchmetrics_calls(seed):
+def _cases():
+    for seed in range(6):
+        generator = torch.Generator().manual_seed(seed)
+        num_classes = [2, 3, 5, 7, 10, 4][seed]
+        samples = [1, 17, 300, 1000, 64, 50][seed]
+        logits = torch.randn(samples, num_classes, generator=generator)
+        targets = torch.randint(0, num_classes, (samples,), generator=generator)
+        if seed == 5:  # classes that are never predicted nor present: torchmetrics leaves them out of macro means
+            logits[:, 2:] -= 100.0
+            targets = targets.clamp(max=1)
+        targets[: samples // 3] = logits[: samples // 3].argmax(1)
+        yield logits, targets, num_classes
+
+
+CASES = list(_cases())
+
+
+def _half_float32_step(value: float) -> float:
+    return float(np.spacing(np.float32(abs(value)))) / 2
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_one_pass_summary_equals_the_separate_torchmetrics_calls(case):
     from machop.runtime.classification import classification_summary
 
-    generator = torch.Generator().manual_seed(seed)
-    num_classes = [2, 3, 5, 7, 10, 4][seed]
-    samples = [1, 17, 300, 1000, 64, 50][seed]
-    logits = torch.randn(samples, num_classes, generator=generator)
-    targets = torch.randint(0, num_classes, (samples,), generator=generator)
-    if seed == 5:  # classes that are never predicted nor present: torchmetrics leaves them out of macro means
-        logits[:, 2:] -= 100.0
-        targets = targets.clamp(max=1)
-    targets[: samples // 3] = logits[: samples // 3].argmax(1)
+    logits, targets, num_classes = CASES[case]
     names = tuple(f"c{i}" for i in range(num_classes))
     got = classification_summary(logits, targets, num_classes, names)
     want = _separate_torchmetrics_calls(logits, targets, num_classes)
-    for key in ("loss", "accuracy", "accuracy_macro", "precision", "recall", "f1"):
-        assert got[key] == want[key], key  # bit for bit, not approximately
+    assert got["accuracy"] == want["accuracy"]  # one quotient of counts: bit for bit
+    for key in ("accuracy_macro", "precision", "recall", "f1"):  # exact mean vs torchmetrics' float32 sum
+        assert abs(got[key] - want[key]) <= 2 * _half_float32_step(want[key]), key
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-6)
     assert got["confusion_matrix"] == want["confusion_matrix"]
     assert [row["class"] for row in got["per_class"]] == list(names)
     for field in ("precision", "recall", "f1"):
         assert [row[field] for row in got["per_class"]] == want[f"per_class_{field}"], field
     assert [row["support"] for row in got["per_class"]] == want["support"]
     assert classification_metrics(logits, targets, num_classes) == {k: got[k] for k in CLASSIFICATION_KEYS}
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_macro_means_are_the_exact_values_rounded_once_to_float32(case):
+    logits, targets, num_classes = CASES[case]
+    got = classification_metrics(logits, targets, num_classes)
+    preds, y = logits.argmax(1).numpy(), targets.numpy()
+    labels = sorted(set(preds) | set(y))  # torchmetrics' macro means: present or predicted classes
+    want = {"accuracy_macro": sk.recall_score(y, preds, labels=labels, average="macro", zero_division=0),
+            "precision": sk.precision_score(y, preds, labels=labels, average="macro", zero_division=0),
+            "recall": sk.recall_score(y, preds, labels=labels, average="macro", zero_division=0),
+            "f1": sk.f1_score(y, preds, labels=labels, average="macro", zero_division=0)}
+    for key, value in want.items():
+        assert abs(got[key] - value) <= _half_float32_step(value) * (1 + 1e-6), key
+    loss = torch.nn.functional.cross_entropy(logits.double(), targets).item()  # float32 terms, float64 sum
+    assert abs(got["loss"] - loss) <= 4 * _half_float32_step(loss)
+
+
+def test_argmax_keeps_torchs_first_maximum_and_nan_rules():
+    from machop.runtime.classification import predictions
+
+    logits = torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [0.0, float("nan"), 5.0, float("nan")],
+                           [-float("inf"), -1.0, -float("inf"), -1.0], [float("inf"), 0.0, float("inf"), 1.0]])
+    targets = torch.tensor([1, 0, 2, 3, 0])
+    assert predictions(logits, targets).classes.tolist() == logits.argmax(1).tolist() == [1, 0, 1, 1, 0]
+    finite = logits[:2]
+    assert predictions(finite, targets[:2]).classes.tolist() == [1, 0]
+
+
+def test_ratio_float32_rounds_once_to_nearest_even():
+    from fractions import Fraction
+
+    from machop.runtime.classification import ratio_float32
+
+    above_a_tie = Fraction(1) + Fraction(1, 2**24) + Fraction(1, 2**60)  # float64 rounds it onto the tie
+    num, den = above_a_tie.numerator, above_a_tie.denominator
+    assert float(np.float32(num / den)) == 1.0  # rounding twice goes down
+    assert ratio_float32(num, den) == 1.0 + 2.0**-23  # rounding once goes up
+    assert ratio_float32(2**24 + 1, 2**24) == 1.0  # a tie: to even
+    assert ratio_float32(2**24 + 3, 2**24) == 1.0 + 2.0**-22  # a tie: to even, upwards
+    generator = np.random.default_rng(0)
+    for num, den in generator.integers(1, 2**40, size=(2000, 2)).tolist():
+        assert ratio_float32(num, den) == float(np.float32(num / den)), (num, den)  # one division: rounded once
+    assert ratio_float32(0, 7) == 0.0 and ratio_float32(5, 5) == 1.0 and ratio_float32(2**30, 3) == float(np.float32(2**30 / 3))
 
 
 CLASSIFICATION_KEYS = ("loss", "accuracy", "accuracy_macro", "precision", "recall", "f1")
