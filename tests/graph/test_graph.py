@@ -114,6 +114,7 @@ def test_vgg7_traces_with_conv_kinds():
 def test_copy_equals_a_deep_copy_without_sharing_anything():
     import copy
 
+    torch.manual_seed(0)  # weights whose outputs tell relu from tanh (some draws give all zeros)
     graph = Graph(build_model("jsc-three-linear-layers", JSC), torch.randn(4, 16))
     first, second = graph.module.get_submodule("seq_blocks.2"), graph.module.get_submodule("seq_blocks.4")
     first.weight = second.weight  # tied weights stay tied
@@ -143,3 +144,63 @@ def test_copy_equals_a_deep_copy_without_sharing_anything():
     clone.recompile()
     assert "torch.tanh" in clone.module.code and "torch.tanh" not in graph.module.code
     assert torch.equal(graph(x), deep(x)) and not torch.equal(clone(x), graph(x))
+
+
+def test_derive_borrows_tensors_and_graph_and_own_makes_them_its_own():
+    torch.manual_seed(0)
+    graph = Graph(build_model("jsc-three-linear-layers", JSC), torch.randn(4, 16))
+    first, second = graph.module.get_submodule("seq_blocks.2"), graph.module.get_submodule("seq_blocks.4")
+    first.weight = second.weight  # tied weights stay tied
+    graph.module.eval()
+    swapped = nn.Tanh()
+    derived = graph.derive({"seq_blocks.3": swapped})
+    x = torch.randn(6, 16)
+    assert derived.borrowed and not graph.borrowed
+    assert derived.module.get_submodule("seq_blocks.3") is swapped
+    assert type(graph.module.get_submodule("seq_blocks.3")) is nn.ReLU
+    assert all(a is not b for a, b in zip(derived.module.modules(), graph.module.modules()))
+    assert derived.module.graph is graph.module.graph and type(derived.module) is not type(graph.module)
+    originals = {**dict(graph.module.named_parameters(remove_duplicate=False)), **dict(graph.module.named_buffers())}
+    for name, tensor in [*derived.module.named_parameters(remove_duplicate=False), *derived.module.named_buffers()]:
+        source = originals[name]
+        assert tensor is not source and tensor.data_ptr() == source.data_ptr(), name
+        assert type(tensor) is type(source) and tensor.requires_grad == source.requires_grad
+    assert derived.module.get_submodule("seq_blocks.2").weight is derived.module.get_submodule("seq_blocks.4").weight
+    with torch.no_grad():
+        expected = graph.copy({"seq_blocks.3": nn.Tanh()})(x)
+        assert torch.equal(derived(x), expected) and not torch.equal(graph(x), expected)
+    # What evaluation does to a derived graph leaves the base alone: modes, hooks, moves, passes.
+    derived.module.train()
+    derived.module.register_forward_hook(lambda *args: None)
+    derived.module.get_submodule("seq_blocks.0").to(torch.float64)
+    derived.record_pass("x", {"a": 1})
+    derived.meta["seq_blocks_2"].analysis["macs"] = 1
+    assert not graph.module.training and not graph.module._forward_hooks and graph.passes == []
+    assert graph.module.get_submodule("seq_blocks.0").weight.dtype == torch.float32
+    assert graph.meta["seq_blocks_2"].analysis == {}
+    # Training needs own(): new tensors and fx graph, so writing them leaves the base alone.
+    derived.module.get_submodule("seq_blocks.0").to(torch.float32)
+    before = {k: v.clone() for k, v in graph.module.state_dict().items()}
+    assert derived.own() is derived and not derived.borrowed
+    assert derived.module.graph is not graph.module.graph and derived.module.graph.owning_module is derived.module
+    assert derived.module.get_submodule("seq_blocks.2").weight is derived.module.get_submodule("seq_blocks.4").weight
+    with torch.no_grad():
+        for tensor in derived.module.parameters():
+            tensor.add_(1)
+    derived.module.get_submodule("seq_blocks.0")(torch.randn(4, 16))  # training mode: statistics change
+    assert all(torch.equal(v, graph.module.state_dict()[k]) for k, v in before.items())
+    assert derived.passes == [("x", {"a": 1})]
+    copied = graph.copy()
+    assert copied.own() is copied and not copied.borrowed
+
+
+def test_copy_with_replace_holds_the_given_module_and_copies_the_rest():
+    torch.manual_seed(0)
+    graph = Graph(build_model("jsc-three-linear-layers", JSC), torch.randn(4, 16))
+    replacement = nn.Linear(16, 16)
+    clone = graph.copy({"seq_blocks.2": replacement})
+    assert clone.module.get_submodule("seq_blocks.2") is replacement and not clone.borrowed
+    assert graph.module.get_submodule("seq_blocks.2") is not replacement
+    pointers = {t.data_ptr() for t in [*graph.module.parameters(), *graph.module.buffers()]}
+    assert not pointers & {t.data_ptr() for t in [*clone.module.parameters(), *clone.module.buffers()]}
+    assert clone.module.graph is not graph.module.graph

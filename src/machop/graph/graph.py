@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -19,6 +19,8 @@ PASSES_KEY = "machop_passes"
 
 class Graph:
     """A model as a torch.fx graph whose nodes carry metadata; what passes take and return."""
+
+    borrowed = False  # True for a graph made by derive(): its tensors (and perhaps fx graph) are another's
 
     def __init__(self, model: nn.Module, example_input: torch.Tensor) -> None:
         self.module: fx.GraphModule = model if isinstance(model, fx.GraphModule) else trace(model)
@@ -46,19 +48,46 @@ class Graph:
     def restamp(self, names: Iterable[str]) -> None:
         """Re-read the metadata of nodes whose module or function was swapped for one computing the
         same shapes (precisions, kind, target, parameters), without running the model."""
-        for name in names:
-            self.meta[name] = restamped(self.meta[name], self.node(name), self.module)
+        names = list(names)
+        if names:
+            nodes = {node.name: node for node in self.module.graph.nodes}
+            for name in names:
+                self.meta[name] = restamped(self.meta[name], nodes[name], self.module)
 
-    def copy(self) -> Graph:
+    def copy(self, replace: Mapping[str, nn.Module] | None = None) -> Graph:
         """An independent copy: its own modules, parameters, buffers, fx graph and metadata.
 
         Equal to a deep copy, built without copy.deepcopy's generic machinery and without
         regenerating the module's code (the copy starts with its original's compiled forward).
+        `replace` maps qualified submodule names to modules the copy holds there instead of
+        copies of the originals (they are not copied).
         """
+        return self._clone(copy_graph_module(self.module, replace), borrowed=False)
+
+    def derive(self, replace: Mapping[str, nn.Module] | None = None, *, own_fx_graph: bool = False) -> Graph:
+        """A copy for evaluation: new module objects (with `replace` swapped in, as copy() does) whose
+        parameters and buffers alias this graph's tensors, and this graph's fx graph unless
+        `own_fx_graph`. Cheap, and as good as a copy for anything that only reads weights and
+        graph; whatever changes either (training, a forward in training mode, which updates
+        BatchNorm statistics, in-place edits) must call own() first.
+        """
+        clone = self._clone(borrow_graph_module(self.module, replace, own_fx_graph), borrowed=True)
+        clone.module.meta[PASSES_KEY] = list(self.passes)  # its own list: record_pass replaces it anyway
+        return clone
+
+    def own(self) -> Graph:
+        """Give a derived graph its own tensors and fx graph (a new `module`); no-op for copies."""
+        if self.borrowed:
+            self.module = copy_graph_module(self.module)
+            self.borrowed = False
+        return self
+
+    def _clone(self, module: fx.GraphModule, *, borrowed: bool) -> Graph:
         clone = Graph.__new__(Graph)
-        clone.module = copy_graph_module(self.module)
+        clone.module = module
         clone.example_input = self.example_input
         clone.meta = {name: meta.copy() for name, meta in self.meta.items()}
+        clone.borrowed = borrowed
         return clone
 
     @property
@@ -88,7 +117,7 @@ class Graph:
 
     def record_pass(self, name: str, config: dict[str, Any]) -> None:
         """Remember that transform pass `name` ran with `config` (saved with the model)."""
-        self.module.meta[PASSES_KEY] = [*self.passes, (name, copy.deepcopy(config))]
+        self.module.meta[PASSES_KEY] = [*self.passes, (name, config_copy(config))]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*args, **kwargs)
@@ -97,28 +126,52 @@ class Graph:
         return f"Graph({type(self.module).__name__}, {len(self.compute_nodes())} compute nodes)"
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def config_copy(value: Any) -> Any:
+    """copy.deepcopy of a config, several times faster on plain data (dicts, lists, scalars)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {key: config_copy(item) for key, item in value.items()}
+    if kind is list:
+        return [config_copy(item) for item in value]
+    return copy.deepcopy(value)
+
+
 def _copy_value(value: Any, memo: dict[int, Any]) -> Any:
     if type(value) in (dict, OrderedDict) and not value:  # a module's many (usually empty) hook tables
         return type(value)()
     return copy.deepcopy(value, memo)
 
 
-def _copy_module(module: nn.Module, memo: dict[int, Any]) -> nn.Module:
-    """A deep copy of one module: what copy.deepcopy makes, with its modules copied by this function."""
+def _new_module(module: nn.Module) -> nn.Module:
+    """An empty instance of `module`'s class (a GraphModule gets a class of its own, as each has)."""
+    if isinstance(module, fx.GraphModule):
+        new = fx.GraphModule.__new__(type(module))
+        type(new).__name__ = type(module).__name__  # the traced model's name, as GraphModule sets it
+        type(new).forward = type(module).forward  # the generated code: it reads everything from self
+        return new
+    return object.__new__(type(module))
+
+
+def _copy_module(module: nn.Module, memo: dict[int, Any], replace: Mapping[str, nn.Module] | None = None,
+                 prefix: str = "") -> nn.Module:
+    """A deep copy of one module: what copy.deepcopy makes, with its modules copied by this function
+    (except those `replace` names by qualified name, which are used as given)."""
     known = memo.get(id(module))
     if known is not None:
         return known
-    if isinstance(module, fx.GraphModule):
-        new = fx.GraphModule.__new__(type(module))  # a class of its own, as every GraphModule has
-        type(new).__name__ = type(module).__name__  # the traced model's name, as GraphModule sets it
-        type(new).forward = type(module).forward  # the generated code: it reads everything from self
-    else:
-        new = object.__new__(type(module))
+    new = _new_module(module)
     memo[id(module)] = new
+    replace = replace or {}
     state: dict[str, Any] = {}
     for key, value in module.__dict__.items():
         if key == "_modules":
-            state[key] = {name: None if child is None else _copy_module(child, memo)
+            state[key] = {name: replace[f"{prefix}{name}"] if f"{prefix}{name}" in replace
+                          else None if child is None else _copy_module(child, memo, replace, f"{prefix}{name}.")
                           for name, child in value.items()}
         else:
             state[key] = _copy_value(value, memo)  # parameters and buffers: tensors, memo keeps ties
@@ -128,9 +181,78 @@ def _copy_module(module: nn.Module, memo: dict[int, Any]) -> nn.Module:
     return new
 
 
-def copy_graph_module(module: fx.GraphModule) -> fx.GraphModule:
-    """An independent copy of a GraphModule (modules, parameters, buffers, fx graph, meta)."""
-    return _copy_module(module, {})
+def copy_graph_module(module: fx.GraphModule, replace: Mapping[str, nn.Module] | None = None) -> fx.GraphModule:
+    """An independent copy of a GraphModule (modules, parameters, buffers, fx graph, meta), holding
+    the modules of `replace` (qualified name -> module) instead of copies of the originals."""
+    return _copy_module(module, {}, replace)
+
+
+def alias_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """A new tensor object on the same storage (and version counter), of the same type and grad flag."""
+    if isinstance(tensor, nn.Parameter):
+        alias = torch.Tensor._make_subclass(type(tensor), tensor.detach(), tensor.requires_grad)
+    else:
+        alias = tensor.detach()
+        if tensor.requires_grad:
+            alias.requires_grad_()
+    if tensor.__dict__:
+        alias.__dict__.update(tensor.__dict__)
+    return alias
+
+
+# A module's own tables (hooks, non-persistent buffer names, GraphModule.meta): a borrower gets new
+# ones, so registering something on it leaves the lender alone. Other attributes are shared.
+_TABLES = frozenset((dict, OrderedDict, list, set))
+
+
+def _borrow_module(module: nn.Module, memo: dict[int, Any], replace: Mapping[str, nn.Module],
+                   prefix: str, own_fx_graph: bool) -> nn.Module:
+    known = memo.get(id(module))
+    if known is not None:
+        return known
+    new = _new_module(module)
+    memo[id(module)] = new
+    state = module.__dict__.copy()
+    for key, value in module.__dict__.items():
+        if value.__class__ in _TABLES:
+            state[key] = value.copy()
+    state["_parameters"] = {name: None if t is None else _borrowed_tensor(t, memo)
+                            for name, t in module._parameters.items()}
+    state["_buffers"] = {name: None if t is None else _borrowed_tensor(t, memo)
+                         for name, t in module._buffers.items()}
+    children = state["_modules"]
+    for name, child in children.items():
+        path = f"{prefix}{name}"
+        if path in replace:
+            children[name] = replace[path]
+        elif child is not None:
+            children[name] = _borrow_module(child, memo, replace, f"{path}.", own_fx_graph)
+    is_graph_module = isinstance(module, fx.GraphModule)
+    if is_graph_module and own_fx_graph:
+        state["_graph"] = copy.deepcopy(module._graph)
+    new.__dict__.update(state)
+    if is_graph_module and own_fx_graph:
+        new.graph.owning_module = new
+    return new
+
+
+def _borrowed_tensor(tensor: torch.Tensor, memo: dict[int, Any]) -> torch.Tensor:
+    known = memo.get(id(tensor))
+    if known is None:
+        known = memo[id(tensor)] = alias_tensor(tensor)  # tied tensors stay tied
+    return known
+
+
+def borrow_graph_module(module: fx.GraphModule, replace: Mapping[str, nn.Module] | None = None,
+                        own_fx_graph: bool = False) -> fx.GraphModule:
+    """New module objects over `module`'s tensors (aliased) and fx graph (shared unless `own_fx_graph`),
+    holding the modules of `replace` (qualified name -> module, used as given) instead."""
+    return _borrow_module(module, {}, replace or {}, "", own_fx_graph)
+
+
+def borrow_module(module: nn.Module) -> nn.Module:
+    """A new module (and submodules) computing what `module` does with the same tensors (aliased)."""
+    return _borrow_module(module, {}, {}, "", False)
 
 
 def applied_passes(model: nn.Module) -> list[tuple[str, dict[str, Any]]]:

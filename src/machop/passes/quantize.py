@@ -1,15 +1,24 @@
-"""quantize_transform_pass: swap linear/conv/relu/add/... nodes for fake-quantized versions."""
+"""quantize_transform_pass: swap linear/conv/relu/add/... nodes for fake-quantized versions.
+
+Called again and again on one graph (a search space's base), the pass can reuse what it built for
+a node and config before (QuantizedForms): the candidate then borrows the base's tensors
+(Graph.derive) and costs module objects and metadata, not weights.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
-from torch import fx
+import torch
+from torch import fx, nn
 
 from machop.errors import PassError
-from machop.graph.graph import Graph
+from machop.graph.graph import Graph, alias_tensor, borrow_module
 from machop.graph.kinds import WEIGHTED_KINDS
+from machop.graph.metadata import NodeMeta, plain_copy
 from machop.passes.selection import Selection, parse_selection
 from machop.quant.arithmetic import CHANNEL_OPERANDS, parse_node_config
 from machop.quant.modules import (
@@ -27,6 +36,8 @@ QUANTIZABLE = (*WEIGHTED_KINDS, "relu", "add", "sub", "mul", "matmul", "bmm")
 EXPLICIT_ONLY = tuple(QUANTIZED_NORMS)
 # Keys of [passes.quantize] that are no node entries: the calibration table of "auto" frac widths.
 RESERVED = ("report", "calibration")
+# Module kinds whose quantized form is made from the float module (its tensors and mode copied).
+FROM_FLOAT = {**QUANTIZED_MODULES, **QUANTIZED_NORMS}
 
 
 def _is_left_alone(config: dict[str, Any] | None) -> bool:
@@ -40,34 +51,33 @@ def _unique_module_name(graph: Graph, base: str) -> str:
     return name
 
 
-def _call_new_module(graph: Graph, node: fx.Node, module: Any) -> None:
+def _call_new_module(graph: Graph, node: fx.Node, module: nn.Module) -> None:
     """Turn a function/method node into a call of `module` with the same operands."""
     name = _unique_module_name(graph, node.name)
     graph.module.add_submodule(name, module)
     node.op, node.target = "call_module", name
 
 
-def _replace_node(graph: Graph, node: fx.Node, kind: str, specs: dict, config: dict) -> str:
-    """Swap one node for its quantized form; returns the new type name."""
+def _quantized_module(graph: Graph, node: fx.Node, kind: str, specs: dict, config: dict) -> nn.Module:
+    """The quantized module that replaces (or, for a function call, is called by) one node."""
     if node.op == "call_module":
         old = graph.submodule(node)
-        quantized = {**QUANTIZED_MODULES, **QUANTIZED_NORMS}
-        new = quantized[kind].from_float(old, specs, config) if kind in quantized \
-            else QuantReLU(specs, config)
-        graph.module.set_submodule(node.target, new)
-        return type(new).__name__
+        return FROM_FLOAT[kind].from_float(old, specs, config) if kind in FROM_FLOAT else QuantReLU(specs, config)
     if kind in WEIGHTED_KINDS:
-        module = QuantFunctionalWeighted(kind, specs, config)
-    elif kind == "relu":
+        return QuantFunctionalWeighted(kind, specs, config)
+    if kind == "relu":
+        return QuantReLU(specs, config)
+    if kind in BINARY_FUNCTIONS and len(node.args) == 2 and not node.kwargs:
+        return QuantBinaryOp(kind, specs, config)
+    raise PassError(f"node {node.name!r} ({kind} with arguments {node.args!r}) cannot be "
+                    "quantized; leave it alone with name = \"NA\"")
+
+
+def _rewrite_call(graph: Graph, node: fx.Node, kind: str, module: nn.Module) -> None:
+    """Make a function/method node call its quantized module."""
+    if kind == "relu":
         node.args, node.kwargs = node.args[:1], {}  # drop inplace: the quantized input is new
-        module = QuantReLU(specs, config)
-    elif kind in BINARY_FUNCTIONS and len(node.args) == 2 and not node.kwargs:
-        module = QuantBinaryOp(kind, specs, config)
-    else:
-        raise PassError(f"node {node.name!r} ({kind} with arguments {node.args!r}) cannot be "
-                        "quantized; leave it alone with name = \"NA\"")
     _call_new_module(graph, node, module)
-    return type(module).__name__
 
 
 def _output_channels(graph: Graph, node: fx.Node) -> int | None:
@@ -134,13 +144,106 @@ def looks_at(kind: str) -> bool:
     return kind in QUANTIZABLE or kind in EXPLICIT_ONLY
 
 
-def quantize_transform_pass(graph: Graph, args: dict[str, Any]) -> tuple[Graph, dict[str, Any]]:
-    """Quantize the nodes selected by `by`/`default`/entries; returns a new graph and a summary."""
+@dataclass
+class _Form:
+    """One node's quantized form: its module, and what the summary and metadata say of it."""
+
+    module: nn.Module
+    precision: str
+    follows_mode: bool  # made from_float: train/eval mode is the float module's
+    stamp: tuple[str, str, str, dict, dict] | None = None  # restamped op, kind, target, params, precision
+
+
+def _state_of(graph: Graph) -> tuple:
+    """What the forms built from `graph` depend on: its module, metadata and every tensor's version
+    (read from the module tables directly: module.parameters() costs several times more)."""
+    state: list[Any] = [id(graph.module), id(graph.meta)]
+    stack = [graph.module]
+    while stack:
+        module = stack.pop()
+        for tensor in chain(module._parameters.values(), module._buffers.values()):
+            state.append(None if tensor is None else (id(tensor), tensor.data_ptr(), tensor._version))
+        stack.extend(child for child in module._modules.values() if child is not None)
+    return tuple(state)
+
+
+def _borrow_equal_tensors(new: nn.Module, old: nn.Module) -> None:
+    """Point `new`'s own parameters and buffers at `old`'s where they are equal copies (from_float)."""
+    for table, source in ((new._parameters, old._parameters), (new._buffers, old._buffers)):
+        for name, tensor in table.items():
+            original = source.get(name)
+            if tensor is not None and original is not None and type(tensor) is type(original) and \
+                    tensor.shape == original.shape and tensor.dtype == original.dtype and \
+                    tensor.device == original.device and tensor.requires_grad == original.requires_grad and \
+                    torch.equal(tensor, original):
+                table[name] = alias_tensor(original)
+
+
+class QuantizedForms:
+    """Quantized forms of one graph's nodes, built once per node and config and reused by
+    quantize_transform_pass(graph, args, reuse=forms); dropped when a tensor of the graph changes.
+
+    The forms' modules hold the graph's own tensors (aliases), so keeping them costs no memory for
+    weights. A graph quantized with them borrows its input's tensors (Graph.derive): evaluate it
+    as is, and call its own() before training it or editing it in place.
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self._state: tuple = ()
+        self._forms: dict[tuple[str, str], _Form] = {}
+
+    def forms_for(self, graph: Graph) -> dict[tuple[str, str], _Form] | None:
+        """The forms to use for `graph` (None: another graph); all dropped if its tensors changed."""
+        if graph is not self.graph:
+            return None
+        state = _state_of(graph)
+        if state != self._state:
+            self._forms.clear()
+            self._state = state
+        return self._forms
+
+    def __len__(self) -> int:
+        return len(self._forms)
+
+
+def _form(graph: Graph, node: fx.Node, kind: str, config: dict[str, Any], borrow: bool) -> _Form:
+    """Parse and check one node's config and build its quantized module from `graph`'s."""
+    specs = parse_node_config(config, node=node.name, unsigned_data_in=kind == "relu")
+    _check_channels(graph, node, specs)
+    module = _quantized_module(graph, node, kind, specs, config)
+    follows_mode = node.op == "call_module" and kind in FROM_FLOAT
+    if borrow and follows_mode:
+        _borrow_equal_tensors(module, graph.submodule(node))
+    return _Form(module, _describe(specs), follows_mode)
+
+
+def _stamp(meta: NodeMeta) -> tuple[str, str, str, dict, dict]:
+    return meta.op, meta.kind, meta.target, dict(meta.param_shapes), plain_copy(meta.precision)
+
+
+def _apply_stamp(meta: NodeMeta, stamp: tuple[str, str, str, dict, dict]) -> None:
+    meta.op, meta.kind, meta.target = stamp[:3]
+    meta.param_shapes, meta.precision = dict(stamp[3]), plain_copy(stamp[4])
+
+
+def _config_key(config: dict[str, Any]) -> str:
+    return repr(sorted(config.items()))  # repr: 1, 1.0 and True are different widths
+
+
+def quantize_transform_pass(graph: Graph, args: dict[str, Any], *,
+                            reuse: QuantizedForms | None = None) -> tuple[Graph, dict[str, Any]]:
+    """Quantize the nodes selected by `by`/`default`/entries; returns a new graph and a summary.
+
+    With `reuse` (forms of this same graph), modules built before for a node and config are reused
+    and the new graph borrows the input's tensors (see QuantizedForms).
+    """
     selection = quantize_selection(graph, args)
-    new = graph.copy()
-    rows, totals, changed, swapped, rewritten = [], Counter(), Counter(), [], False
-    for node in new.compute_nodes():
-        meta = new.meta[node.name]
+    forms = reuse.forms_for(graph) if reuse is not None else None
+    rows, totals, changed = [], Counter(), Counter()
+    swaps: list[tuple[fx.Node, str, _Form, str | None]] = []  # node, kind, form, key of a reused form
+    for node in graph.compute_nodes():
+        meta = graph.meta[node.name]
         config = node_config(selection, node.name, meta.kind)
         if not looks_at(meta.kind) or (meta.kind in EXPLICIT_ONLY and config is None):
             continue
@@ -148,19 +251,56 @@ def quantize_transform_pass(graph: Graph, args: dict[str, Any]) -> tuple[Graph, 
         row = {"node": node.name, "op": meta.kind, "original_type": meta.target,
                "new_type": meta.target, "precision": "float32"}
         if not _is_left_alone(config):
-            specs = parse_node_config(config, node=node.name, unsigned_data_in=meta.kind == "relu")
-            _check_channels(new, node, specs)
-            rewritten = rewritten or node.op != "call_module"  # a function call becomes a module call
-            row["new_type"] = _replace_node(new, node, meta.kind, specs, config)
-            swapped.append(node.name)
-            row["precision"] = _describe(specs)
+            key = (node.name, _config_key(config)) if forms is not None else None
+            form = forms.get(key) if key is not None else None
+            if form is None:
+                form = _form(graph, node, meta.kind, config, borrow=key is not None)
+                if key is not None:
+                    forms[key] = form
+            swaps.append((node, meta.kind, form, key))
+            row["new_type"], row["precision"] = type(form.module).__name__, form.precision
             changed[meta.kind] += 1
         rows.append(row)
+    new = _install(graph, swaps, derived=forms is not None)
     new.record_pass("quantize", args)
-    # A quantized module computes the shapes of the one it replaces: the metadata of the swapped
-    # nodes is re-read from their modules, and the code regenerated only if the graph changed.
-    if rewritten:
-        new.recompile()
-    new.restamp(swapped)
     histogram = {kind: {"total": totals[kind], "quantized": changed[kind]} for kind in totals}
     return new, {"rows": rows, "histogram": histogram}
+
+
+def _install(graph: Graph, swaps: list[tuple[fx.Node, str, _Form, Any]], *, derived: bool) -> Graph:
+    """A new graph with every swap made: a copy, or a derived graph over reused forms.
+
+    A quantized module computes the shapes of the one it replaces: the metadata of the swapped
+    nodes is re-read from their modules (or taken from the form that did so before), and the
+    code regenerated only if the graph changed (a function call became a module call).
+    """
+    modules = {id(form): borrow_module(form.module) if derived else form.module for _, _, form, _ in swaps}
+    replace: dict[str, nn.Module] = {}
+    for node, _, form, _ in swaps:
+        if node.op == "call_module":
+            module = modules[id(form)]
+            if derived and form.follows_mode:
+                mode = graph.submodule(node).training  # as from_float would copy it now
+                if module.training != mode:
+                    module.train(mode)
+            replace[node.target] = module  # a module called at two nodes takes the later node's form
+    rewritten = [(node, kind, form) for node, kind, form, _ in swaps if node.op != "call_module"]
+    new = graph.derive(replace, own_fx_graph=bool(rewritten)) if derived else graph.copy(replace)
+    if rewritten:
+        nodes = {node.name: node for node in new.nodes}
+        for node, kind, form in rewritten:
+            _rewrite_call(new, nodes[node.name], kind, modules[id(form)])
+        new.recompile()
+    # A form's metadata is its own unless its module is also called at another swapped node.
+    shared = Counter(node.target for node, _, _, _ in swaps if node.op == "call_module")
+    stamped = [(node.name, form) for node, _, form, key in swaps
+               if key is not None and not (node.op == "call_module" and shared[node.target] > 1)]
+    for name, form in stamped:
+        if form.stamp is not None:
+            _apply_stamp(new.meta[name], form.stamp)
+    done = {name for name, form in stamped if form.stamp is not None}
+    new.restamp(node.name for node, _, _, _ in swaps if node.name not in done)
+    for name, form in stamped:
+        if form.stamp is None:
+            form.stamp = _stamp(new.meta[name])
+    return new

@@ -130,6 +130,7 @@ class BasicTrain(BasicEvaluation):
         callback = None
         if run.report_epoch is not None:
             callback = lambda end: run.report_epoch(end.epoch, end.metrics)  # noqa: E731
+        graph.own()  # a candidate may borrow the base's tensors: training changes only its own
         fit(graph.module, run.dataset, settings, on_epoch_end=callback, progress=run.show_epochs)
         return super().__call__(graph, run, overrides)
 

@@ -59,7 +59,7 @@ from machop.passes.calibrate import (
     needs_calibration,
     resolve_config,
 )
-from machop.passes.quantize import quantize_transform_pass
+from machop.passes.quantize import QuantizedForms, quantize_transform_pass
 from machop.passes.registry import PassData
 from machop.quant.arithmetic import AUTO
 from machop.search.space import Candidate, SearchSpace
@@ -190,6 +190,7 @@ class MixedPrecisionPTQ(SearchSpace):
         self.watched = {plan.node: plan.auto_operands() for plan in self.plans if plan.auto_operands()}
         self._data: PassData | None = None
         self._statistics: tuple[tuple, Calibration] | None = None
+        self._forms = QuantizedForms(base)  # quantized modules of the base, reused across candidates
         if not any(plan.may_quantize() for plan in self.plans):
             raise search_error(f"{where} quantizes no node: every quantizable node takes a seed "
                                f"with name = \"NA\" (by = {self.by!r}; a seed named after an op "
@@ -257,9 +258,13 @@ class MixedPrecisionPTQ(SearchSpace):
         return self._statistics[1]
 
     def build(self, sample: dict[str, Any], base: Graph) -> Candidate:
-        """The quantized candidate for `sample`; `base` is untouched."""
+        """The quantized candidate for `sample`; `base` is untouched.
+
+        Built from the space's own base, the candidate borrows its tensors (Graph.derive): training
+        it needs `candidate.graph.own()` first, which the basic_train runner does.
+        """
         config, derived = self.quantize_config(sample), {}
         if needs_calibration(config):
             config, derived = resolve_config(base, config, self.statistics(base))
-        graph, _ = quantize_transform_pass(base, config)
+        graph, _ = quantize_transform_pass(base, config, reuse=self._forms)
         return Candidate(graph=graph, passes=[("quantize", config)], derived=derived)
