@@ -330,8 +330,8 @@ def breakdown(setup, sample: dict[str, Any], repeats: int) -> list[tuple[str, st
     swapped = [name for name, meta in candidate.graph.meta.items() if meta.target.startswith("Quant")]
     parts = [
         ("build candidate", "search/spaces/mixed_precision_ptq.py build -> quantize_transform_pass", build),
-        ("  of which Graph.copy", "graph/graph.py Graph.copy (modules, tensors, fx graph, metadata; no codegen)",
-         lambda: evaluator.base.copy()),
+        ("  of which Graph.derive", "graph/graph.py Graph.derive (new modules over the base's tensors)",
+         lambda: evaluator.base.derive()),
         ("  of which Graph.restamp", "graph/graph.py Graph.restamp (metadata of the swapped nodes, nothing run)",
          lambda: candidate.graph.restamp(swapped)),
         ("predict 10k", "runtime/predict.py predict (forward, batch 1024)",

@@ -36,6 +36,7 @@ from dataclasses import MISSING, dataclass, fields
 from functools import partial
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from machop.docstrings import summary
@@ -204,6 +205,16 @@ class OperandSpec:
         """Fake-quantize `x` (straight-through gradient)."""
         return self._bound_quantizer(x)
 
+    def no_grad_quantizer(self, dtype: torch.dtype, on_cpu: bool) -> Callable[[Tensor], Tensor]:
+        """quantize() for inputs that record no gradient, fastest for `dtype` (on the CPU or not)."""
+        specialise = self._arith.no_grad_quantizer
+        if specialise is not None:
+            function = specialise(**{name: getattr(self, name) for name in self._arith.params},
+                                  dtype=dtype, on_cpu=on_cpu)
+            if function is not None:
+                return function
+        return self._bound_quantizer
+
     def precision(self) -> dict[str, Any]:
         """Node-metadata form, e.g. {"type": "integer", "width": 8, "frac_width": 4}."""
         record: dict[str, Any] = {"type": self.arithmetic, "width": self.bits}
@@ -320,6 +331,8 @@ class Arithmetic:
     fixed_width: int | None = None          # binary: 1, ternary: 2
     check: Callable[[OperandSpec], None] = _no_check
     aliases: tuple[str, ...] = ()
+    # (params..., dtype, on_cpu) -> a faster quantizer for inputs without gradient, or None
+    no_grad_quantizer: Callable[..., Callable[[Tensor], Tensor] | None] | None = None
 
     @property
     def description(self) -> str:
@@ -358,7 +371,8 @@ def _block_fp_quantizer(x: Tensor, *, block_size: tuple[int, ...], **kwargs: Any
 _ARITHMETIC_LIST = (
     Arithmetic("integer", Q.integer_quantize, params=("width", "frac_width", "is_signed"),
                required=("width",), optional=("frac_width", "is_signed"), check=_check_integer,
-               aliases=("fixed",)),  # MASE's name for the same fixed-point format
+               aliases=("fixed",),  # MASE's name for the same fixed-point format
+               no_grad_quantizer=Q.integer_no_grad_quantizer),
     Arithmetic("minifloat_ieee", Q.minifloat_ieee_quantize,
                params=("width", "exponent_width", "exponent_bias"),
                required=("width", "exponent_width"), optional=("exponent_bias",),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -10,6 +11,7 @@ from torch.nn import functional as F
 
 from machop.graph.metadata import float_precision
 from machop.quant.exact import fixed_operand, float32_sums_are_exact, simulation_dtype
+from machop.quant.plans import Planned, relu_plan, weighted_plan
 
 OperandSpecs = dict[str, Any]  # operand name -> OperandSpec or None (left in float)
 OPERANDS = ("data_in", "weight", "bias", "data_out")
@@ -27,13 +29,14 @@ def _precision_of(specs: OperandSpecs, operand: str, dtype: torch.dtype) -> dict
     return spec.precision() if spec is not None else float_precision(dtype)
 
 
-class _QuantizedParameters:
+class _QuantizedParameters(Planned):
     """Quantized weight and bias, cached while neither the weights nor the config change.
 
     The cache is used only when no gradient can flow to the weights (evaluation), so
     quantization-aware training still sees fresh straight-through quantization every step.
     `exact_dtype` is the worst case of the widths; with cached weights `sum_dtype` refines it
-    from the actual weight codes (float32 where it holds every partial sum exactly).
+    from the actual weight codes (float32 where it holds every partial sum exactly). Without
+    gradients the forward runs a plan (machop.quant.plans) made from the cached weights.
     """
 
     cache_weights = True
@@ -70,6 +73,28 @@ class _QuantizedParameters:
     def sum_dtype(self) -> torch.dtype | None:
         """The dtype of the next sum (None: float32), after quantized_parameters() gave its weights."""
         return None if self._cached_float32_exact else self.exact_dtype
+
+    def _planned_forward(self, function: Callable[..., torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """exact_call(function, ...) on the quantized operands; without gradients through the plan."""
+        if not torch.is_grad_enabled():
+            plan = self.eval_plan
+            out = None if plan is None else plan(self._parameters, function, x)
+            if out is None and self._can_plan(x):
+                quantized = self.quantized_parameters()
+                plan = self.eval_plan = weighted_plan(self.specs, self.weight, self.bias, quantized,
+                                                      self.sum_dtype(), x)
+                out = plan(self._parameters, function, x)
+            if out is not None:
+                return out
+        weight, bias = self.quantized_parameters()
+        return exact_call(function, self.sum_dtype(), self.specs, _apply(self.specs, "data_in", x),
+                          weight, bias)
+
+    def _can_plan(self, x: torch.Tensor) -> bool:
+        """Whether a plan can serve `x`: cached weights, a float input, parameters not parametrized."""
+        parameters = self._parameters
+        return self.cache_weights and x.is_floating_point() and \
+            isinstance(parameters.get("weight"), torch.Tensor) and "bias" in parameters
 
     def machop_precision(self) -> dict[str, dict[str, Any]]:
         """Precision of every operand, for node metadata."""
@@ -131,9 +156,7 @@ class QuantLinear(_QuantizedParameters, nn.Linear):
         return simulation_dtype(self.specs, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.quantized_parameters()
-        return exact_call(F.linear, self.sum_dtype(), self.specs, _apply(self.specs, "data_in", x),
-                          weight, bias)
+        return self._planned_forward(F.linear, x)
 
 
 class _QuantConv(_QuantizedParameters):
@@ -156,9 +179,7 @@ class _QuantConv(_QuantizedParameters):
         return simulation_dtype(self.specs, _reduction_length(self.weight.shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.quantized_parameters()
-        return exact_call(self._conv_forward, self.sum_dtype(), self.specs,
-                          _apply(self.specs, "data_in", x), weight, bias)
+        return self._planned_forward(self._conv_forward, x)
 
 
 class QuantConv1d(_QuantConv, nn.Conv1d):
@@ -173,7 +194,7 @@ class QuantConv2d(_QuantConv, nn.Conv2d):
     machop_kind = "conv2d"
 
 
-class QuantReLU(nn.Module):
+class QuantReLU(Planned, nn.Module):
     """ReLU on an unsigned-quantized input (the quantizer already clamps negatives to 0)."""
 
     machop_leaf = True
@@ -189,6 +210,11 @@ class QuantReLU(nn.Module):
         self.quantizer_clamps = data_in is not None and not data_in.is_signed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            plan = self.eval_plan
+            if plan is None:
+                plan = self.eval_plan = relu_plan(self.specs, self.quantizer_clamps, x)
+            return plan(x)
         quantized = _apply(self.specs, "data_in", x)
         if self.quantizer_clamps:
             out = quantized
@@ -295,7 +321,7 @@ def _update_running_stats(module: nn.modules.batchnorm._BatchNorm, mean: torch.T
     module.running_var.mul_(1 - momentum).add_(unbiased.detach(), alpha=momentum)
 
 
-class _QuantBatchNorm:
+class _QuantBatchNorm(Planned):
     """Shared body of the quantized BatchNorms: y = q(x)·q(scale) + q(shift) per channel.
 
     Operands: data_in (x), weight (the scale γ/sqrt(var + ε)), bias (the shift β - mean·scale),
