@@ -12,11 +12,10 @@ from machop.search import journal
 from machop.search.journal import TrialDurableJournalBackend
 
 
-def test_records_are_readable_by_plain_optuna_and_fsync_only_at_finished_trials(tmp_path, monkeypatch):
+def test_records_are_readable_by_plain_optuna_and_by_default_fsynced_in_the_background(tmp_path, monkeypatch):
     synced = []  # (thread, file size at the fsync)
     monkeypatch.setattr(journal.os, "fsync", lambda fd: synced.append((threading.current_thread().name,
                                                                        os.fstat(fd).st_size)))
-    monkeypatch.setattr(TrialDurableJournalBackend, "background_fsync", True)
     path = tmp_path / "study.journal"
     backend = TrialDurableJournalBackend(str(path))
     study = optuna.create_study(storage=optuna.storages.JournalStorage(backend), study_name="s")
@@ -40,10 +39,11 @@ def test_records_are_readable_by_plain_optuna_and_fsync_only_at_finished_trials(
 
 
 
-def test_by_default_each_finished_trial_is_synced_before_tell_returns(tmp_path, monkeypatch):
+def test_without_background_fsync_each_finished_trial_is_synced_before_tell_returns(tmp_path, monkeypatch):
     synced = []  # (thread, file size at the fsync)
     monkeypatch.setattr(journal.os, "fsync", lambda fd: synced.append((threading.current_thread().name,
                                                                        os.fstat(fd).st_size)))
+    monkeypatch.setattr(TrialDurableJournalBackend, "background_fsync", False)
     path = tmp_path / "study.journal"
     study = optuna.create_study(storage=optuna.storages.JournalStorage(TrialDurableJournalBackend(str(path))),
                                 study_name="s")
@@ -54,6 +54,7 @@ def test_by_default_each_finished_trial_is_synced_before_tell_returns(tmp_path, 
         # the record finishing the trial is the last one written, and it is on disk already
         assert synced[-1] == (threading.main_thread().name, path.stat().st_size)
     assert len(synced) == 3  # the study, then one per finished trial (not per record)
+
 
 def test_a_record_cut_off_by_a_killed_writer_is_dropped_before_the_next_write(tmp_path):
     path = tmp_path / "study.journal"

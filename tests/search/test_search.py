@@ -88,6 +88,22 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(cli, tmp_path, check
     assert len(study.trials) == 5
 
 
+def test_a_search_makes_its_trials_durable_before_writing_reports(cli, tmp_path, checkpoint, monkeypatch):
+    from machop.search import journal, report, run
+
+    events: list[str] = []
+    fsync, write_outputs = journal.os.fsync, report.write_search_outputs
+    monkeypatch.setattr(journal.os, "fsync", lambda fd: (events.append("fsync"), fsync(fd))[1])
+    monkeypatch.setattr(run, "wait_durable", lambda: (events.append("wait"), journal.wait_durable())[1])
+    monkeypatch.setattr(report, "write_search_outputs",
+                        lambda *args: (events.append("reports"), write_outputs(*args))[1])
+    config = search_config(tmp_path, setup='sampler = "random"\nn_trials = 3')
+    result = cli("search", "-c", config, "--load", checkpoint, "--project-dir", tmp_path, "--project", "durable")
+    assert result.code == 0, result.stderr
+    assert events[-2:] == ["wait", "reports"] and events.count("fsync") >= 2  # the study, then trials
+    assert len(load(tmp_path / "durable").trials) == 3
+
+
 def _complete_so_far(project: Path) -> int:
     """Completed trials of a study another process is writing (0 while it is being created)."""
     try:

@@ -13,6 +13,7 @@ import optuna
 from machop.config.schema import RunConfig
 from machop.errors import exception_line
 from machop.search import records
+from machop.search.journal import wait_durable
 from machop.search.loop import run_trials
 from machop.search.progress import SearchProgress
 from machop.search.setup import SearchSetup
@@ -116,6 +117,7 @@ def search(config: RunConfig, *, storage: str | None = None, study_name: str | N
             _run_with_processes(setup, study, storage or location, name, bar)
         else:
             _run_here(setup, study, bar)
+    wait_durable()
     outputs = write_search_outputs(study, search_dir)
     return SearchOutcome(study, redact(location), search_dir, resumed, requeued, outputs)
 
