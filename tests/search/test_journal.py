@@ -172,3 +172,19 @@ def test_a_reader_skips_the_file_only_while_nothing_was_appended(tmp_path):
     with open(path, "ab") as stream:
         stream.write(b"\n")
     assert len(study.trials) == 2
+
+
+def test_background_fsyncs_are_at_most_one_per_interval_and_a_waiter_gets_one_at_once(tmp_path, monkeypatch):
+    synced = []  # file size at each fsync
+    monkeypatch.setattr(journal.os, "fsync", lambda fd: synced.append(os.fstat(fd).st_size))
+    monkeypatch.setattr(TrialDurableJournalBackend, "fsync_interval", 3600.0)
+    path = tmp_path / "study.journal"
+    backend = TrialDurableJournalBackend(str(path))
+    study = optuna.create_study(storage=optuna.storages.JournalStorage(backend), study_name="s")
+    for value in range(5):
+        study.tell(study.ask(), float(value))
+    backend._sync.request()  # (the thread may not have run yet: make sure it saw a request)
+    before_wait = len(synced)
+    assert before_wait <= 2  # the study's own fsync, and the first trial's; the rest wait an hour
+    backend.wait_durable()
+    assert synced[-1] == path.stat().st_size and len(synced) <= before_wait + 1
