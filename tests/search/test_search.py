@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from tests.helpers.search import load, search_config
 
 from machop.search import records
+from machop.search.journal import TrialDurableJournalBackend
 
 ROOT = Path(__file__).parents[2]
 
@@ -89,18 +90,21 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(cli, tmp_path, check
 
 
 def test_a_search_makes_its_trials_durable_before_writing_reports(cli, tmp_path, checkpoint, monkeypatch):
-    from machop.search import journal, report, run
+    from machop.search import journal, report
 
-    events: list[str] = []
+    journal_file = tmp_path / "durable" / "search" / "study.journal"
+    events: list[tuple[str, int]] = []  # (event, journal size then)
     fsync, write_outputs = journal.os.fsync, report.write_search_outputs
-    monkeypatch.setattr(journal.os, "fsync", lambda fd: (events.append("fsync"), fsync(fd))[1])
-    monkeypatch.setattr(run, "wait_durable", lambda: (events.append("wait"), journal.wait_durable())[1])
+    monkeypatch.setattr(journal.os, "fsync", lambda fd: (events.append(("fsync", os.fstat(fd).st_size)), fsync(fd))[1])
+    monkeypatch.setattr(TrialDurableJournalBackend, "fsync_interval", 3600.0)  # only the study and the wait
     monkeypatch.setattr(report, "write_search_outputs",
-                        lambda *args: (events.append("reports"), write_outputs(*args))[1])
+                        lambda *args: (events.append(("reports", journal_file.stat().st_size)),
+                                       write_outputs(*args))[1])
     config = search_config(tmp_path, setup='sampler = "random"\nn_trials = 3')
     result = cli("search", "-c", config, "--load", checkpoint, "--project-dir", tmp_path, "--project", "durable")
     assert result.code == 0, result.stderr
-    assert events[-2:] == ["wait", "reports"] and events.count("fsync") >= 2  # the study, then trials
+    (last_fsync, synced), (last, size) = events[-2:]
+    assert (last_fsync, last) == ("fsync", "reports") and synced == size  # everything on disk before reports
     assert len(load(tmp_path / "durable").trials) == 3
 
 
