@@ -106,11 +106,15 @@ def test_reused_forms_build_what_a_fresh_pass_builds(seed):
         assert all(torch.equal(v, graph.module.state_dict()[k]) for k, v in state.items())
 
 
-def test_forms_are_built_once_and_hold_no_copies_of_the_weights():
-    graph = _graphs()[0]
-    forms = QuantizedForms(graph)
+def _mlp_with_forms() -> tuple[Graph, QuantizedForms, dict]:
+    """The MLP, its quantized forms, and a config quantizing every Linear to 8 bits."""
     int8 = {"name": "integer", "data_in_width": 8, "weight_width": 8, "bias_width": 8}
-    config = {"by": "type", "default": NONE, "linear": {"config": int8}}
+    graph = _graphs()[0]
+    return graph, QuantizedForms(graph), {"by": "type", "default": NONE, "linear": {"config": int8}}
+
+
+def test_forms_are_built_once_and_hold_no_copies_of_the_weights():
+    graph, forms, config = _mlp_with_forms()
     first, _ = quantize_transform_pass(graph, config, reuse=forms)
     assert len(forms) == 3
     second, _ = quantize_transform_pass(graph, config, reuse=forms)
@@ -126,10 +130,7 @@ def test_forms_are_built_once_and_hold_no_copies_of_the_weights():
 
 
 def test_forms_follow_the_base_when_its_weights_change():
-    graph = _graphs()[0]
-    forms = QuantizedForms(graph)
-    int8 = {"name": "integer", "data_in_width": 8, "weight_width": 8, "bias_width": 8}
-    config = {"by": "type", "default": NONE, "linear": {"config": int8}}
+    graph, forms, config = _mlp_with_forms()
     before, _ = quantize_transform_pass(graph, config, reuse=forms)
     x = torch.randn(8, 16)
     with torch.no_grad():

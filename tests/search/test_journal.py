@@ -122,12 +122,15 @@ def test_held_records_go_out_in_one_write_in_order_when_the_block_ends(tmp_path,
     assert stored.params == {"x": trial.params["x"]} and stored.user_attrs == {"a": 1, "b": 2}
 
 
+def _study_with_a_trial(tmp_path, monkeypatch) -> tuple[optuna.Study, optuna.Trial, list[int]]:
+    """A journal study, its first trial, and the records per write from now on."""
+    study = optuna.create_study(storage=optuna.storages.JournalStorage(
+        TrialDurableJournalBackend(str(tmp_path / "study.journal"))), study_name="s")
+    return study, study.ask(), _writes(monkeypatch)
+
+
 def test_a_record_that_cannot_wait_takes_the_held_ones_with_it(tmp_path, monkeypatch):
-    path = tmp_path / "study.journal"
-    study = optuna.create_study(storage=optuna.storages.JournalStorage(TrialDurableJournalBackend(str(path))),
-                                study_name="s")
-    trial = study.ask()
-    writes = _writes(monkeypatch)
+    study, trial, writes = _study_with_a_trial(tmp_path, monkeypatch)
     with journal.held_writes(study):
         trial.set_user_attr("a", 1)
         trial.report(0.5, step=0)  # a pruner reads intermediate values back at once
@@ -138,11 +141,7 @@ def test_a_record_that_cannot_wait_takes_the_held_ones_with_it(tmp_path, monkeyp
 
 
 def test_held_records_are_written_when_the_block_raises_and_other_threads_are_not_held(tmp_path, monkeypatch):
-    path = tmp_path / "study.journal"
-    study = optuna.create_study(storage=optuna.storages.JournalStorage(TrialDurableJournalBackend(str(path))),
-                                study_name="s")
-    trial = study.ask()
-    writes = _writes(monkeypatch)
+    study, trial, writes = _study_with_a_trial(tmp_path, monkeypatch)
     try:
         with journal.held_writes(study):
             trial.set_user_attr("a", 1)
