@@ -253,3 +253,15 @@ def test_copies_and_pickles_of_a_planned_model_leave_the_plans_behind():
     for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
         assert all(layer.eval_plan is None for layer in twin)
         assert_same_bits(planned(twin, x), want)
+
+
+def test_eval_on_an_evaluating_layer_keeps_its_plan_and_a_mode_change_drops_it():
+    layer, x = linear(), batch()
+    planned(layer, x)
+    plan = layer.eval_plan
+    layer.eval()  # already in eval mode: evaluating twice quantizes the weights once
+    assert layer.eval_plan is plan
+    layer.train()
+    assert layer.eval_plan is None
+    layer.eval()
+    assert_same_bits(planned(layer, x), reference(layer, x))

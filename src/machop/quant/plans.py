@@ -28,8 +28,9 @@ class Planned:
     """Mixin: `eval_plan` and the cached quantized weights (`_cached`), dropped whenever an
     attribute of the module is set.
 
-    Setting specs, exact_dtype, cache_weights or a new weight, and train() / eval(), all set an
-    attribute, so the next forward decides again. Weights changed in place are caught by the
+    Setting specs, exact_dtype, cache_weights or a new weight, and train() / eval() that change
+    the mode, all set an attribute, so the next forward decides again (eval() on a module already
+    in eval mode keeps the plan: evaluating twice quantizes the weights once). Weights changed in place are caught by the
     plan itself (identity, version and data pointer). Pickling or copying a module leaves its
     plan behind.
     """
@@ -37,8 +38,9 @@ class Planned:
     eval_plan: Any = None  # the current plan; None until a forward without gradients makes one
 
     def __setattr__(self, name: str, value: Any) -> None:
+        unchanged_mode = name == "training" and self.__dict__.get("training") is value  # eval() on an eval model
         super().__setattr__(name, value)  # type: ignore[misc]
-        if name not in FORWARD_STATE:
+        if name not in FORWARD_STATE and not unchanged_mode:
             state = self.__dict__
             state["eval_plan"] = None
             if state.get("_cached") is not None:
