@@ -129,6 +129,20 @@ def fsync_mode(kind: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def count_writes(storage: optuna.storages.BaseStorage) -> list[int]:
+    """A one-item list counting the writes a machop journal makes from now on (stays 0 otherwise)."""
+    count = [0]
+    backend = getattr(storage, "_backend", None)
+    if backend is not None and hasattr(backend, "_write"):
+        write = backend._write
+
+        def counted(logs: list[dict[str, Any]]) -> None:
+            count[0] += 1
+            write(logs)
+        backend._write = counted
+    return count
+
+
 def one_run(kind: str, setup: Any, evaluator: Any, trials: int, folder: Path) -> dict[str, Any]:
     """N trials of machop's loop against a fresh storage of `kind`."""
     from machop.search.loop import run_trials
@@ -140,6 +154,7 @@ def one_run(kind: str, setup: Any, evaluator: Any, trials: int, folder: Path) ->
     storage = open_kind(kind, folder)
     sampler = build_sampler("tpe", 0, evaluator.space.choices())
     study, _ = create_or_resume(storage, "p4", setup.settings.directions, sampler, build_pruner("none"), setup.attrs)
+    writes = count_writes(storage)
     with fsync_mode(kind):
         started = time.perf_counter()
         run_trials(study, evaluator, trials)
@@ -158,6 +173,7 @@ def one_run(kind: str, setup: Any, evaluator: Any, trials: int, folder: Path) ->
             "cached": sum(CACHED in t.user_attrs for t in done),
             "first_50_s": statistics.fmean(steps[:50]), "last_50_s": statistics.fmean(steps[-50:]),
             "bytes_per_trial": size / trials, "journal_lines_per_trial": lines / trials if lines else None,
+            "journal_writes_per_trial": writes[0] / trials if lines else None,
             "params": [t.params for t in sorted(done, key=lambda t: t.number)[:5]]}
 
 
@@ -181,7 +197,7 @@ def print_tables(result: dict[str, Any]) -> None:
     table = Table(title=f"P4: storage cost per trial ({result['trials']} trials, best of {result['repeats']}, "
                         f"P2 trial {1e3 * p2:.2f} ms, load avg {result['load_average']:.2f})")
     for column in ("storage", "ms/trial", "overhead ms", "overhead/P2", "first 50 ms", "last 50 ms",
-                   "bytes/trial", "logs/trial", "verdict"):
+                   "bytes/trial", "logs/trial", "writes/trial", "verdict"):
         table.add_column(column, justify="left" if column == "storage" else "right")
     for row in result["rows"]:
         overhead = row.get("overhead_s")
@@ -195,6 +211,7 @@ def print_tables(result: dict[str, Any]) -> None:
                       f"{1e3 * row['first_50_s']:.2f}", f"{1e3 * row['last_50_s']:.2f}",
                       f"{row['bytes_per_trial']:,.0f}",
                       "-" if row["journal_lines_per_trial"] is None else f"{row['journal_lines_per_trial']:.1f}",
+                      "-" if row.get("journal_writes_per_trial") is None else f"{row['journal_writes_per_trial']:.1f}",
                       verdict)
     console.print(table)
     console.print(f"cheaper durable storage: {result['winner']} "
