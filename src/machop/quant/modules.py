@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from machop.graph.metadata import float_precision
 from machop.quant.exact import fixed_operand, float32_sums_are_exact, simulation_dtype
-from machop.quant.plans import Planned, relu_plan, weighted_plan
+from machop.quant.plans import Planned, relu_of_quantized, relu_plan, weighted_plan
 
 OperandSpecs = dict[str, Any]  # operand name -> OperandSpec or None (left in float)
 OPERANDS = ("data_in", "weight", "bias", "data_out")
@@ -215,11 +215,7 @@ class QuantReLU(Planned, nn.Module):
             if plan is None:
                 plan = self.eval_plan = relu_plan(self.specs, self.quantizer_clamps, x)
             return plan(x)
-        quantized = _apply(self.specs, "data_in", x)
-        if self.quantizer_clamps:
-            out = quantized
-        else:  # a fresh quantized tensor is ours to overwrite: saves allocating a second activation
-            out = F.relu(quantized, inplace=quantized is not x and not quantized.requires_grad)
+        out = relu_of_quantized(_apply(self.specs, "data_in", x), x, self.quantizer_clamps)
         return _apply(self.specs, "data_out", out)
 
     def machop_precision(self) -> dict[str, dict[str, Any]]:

@@ -111,15 +111,19 @@ def relu_plan(specs: dict[str, Any], quantizer_clamps: bool, x: torch.Tensor) ->
         return quantize_in  # an unsigned quantizer already did the ReLU
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        quantized = x if quantize_in is None else quantize_in(x)
-        if quantizer_clamps:
-            out = quantized
-        else:  # a fresh quantized tensor is ours to overwrite: saves allocating a second activation
-            out = F.relu(quantized, inplace=quantized is not x and not quantized.requires_grad)
+        out = relu_of_quantized(x if quantize_in is None else quantize_in(x), x, quantizer_clamps)
         return out if quantize_out is None else quantize_out(out)
 
     return run
 
 
-__all__ = ["FORWARD_STATE", "Planned", "Quantizer", "WeightedPlan", "no_grad_quantizer", "relu_plan",
-           "weighted_plan"]
+def relu_of_quantized(quantized: torch.Tensor, x: torch.Tensor, quantizer_clamps: bool) -> torch.Tensor:
+    """ReLU of the quantized input `quantized` of `x`; nothing to do after an unsigned quantizer."""
+    if quantizer_clamps:
+        return quantized
+    # a fresh quantized tensor is ours to overwrite: saves allocating a second activation
+    return F.relu(quantized, inplace=quantized is not x and not quantized.requires_grad)
+
+
+__all__ = ["FORWARD_STATE", "Planned", "Quantizer", "WeightedPlan", "no_grad_quantizer", "relu_of_quantized",
+           "relu_plan", "weighted_plan"]
