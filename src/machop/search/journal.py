@@ -19,16 +19,19 @@ releases it when a writer dies) instead of Optuna's default symlink lock (a syml
 and an unlink per record, and a stale lock left by a killed writer). Readers take no lock in
 either scheme. A lock object passed explicitly is used as given.
 
-Two more savings per trial: `held_writes` gathers the records a trial writes in a row (its
-parameters, machop's user attributes) into one write instead of one per record, and a read
-that finds the file no longer than what was already read returns at once (one stat instead of
-an open and a read).
+Three more savings per trial: `held_writes` gathers the records a trial writes in a row (its
+parameters, machop's user attributes) into one write instead of one per record; records this
+backend writes right after everything it had read are handed to the next read already decoded
+(the file lock proves nothing came in between), so a lone writer never reads its own records
+back; and a read that finds the file no longer than what was already read returns at once (one
+stat instead of an open and a read).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import json
 import os
 import threading
@@ -55,7 +58,7 @@ except ImportError:  # not POSIX: Optuna's symlink lock
 # the block ends (Optuna's Trial keeps its own copy of what it set). Anything else written in a
 # held block (a trial's state, a new trial, an intermediate value the pruner reads) goes out at
 # once, together with what was waiting, in the order it was written.
-_HOLDABLE_OPERATIONS = (JournalOperation.SET_TRIAL_PARAM, JournalOperation.SET_TRIAL_USER_ATTR,
+HOLDABLE_OPERATIONS = (JournalOperation.SET_TRIAL_PARAM, JournalOperation.SET_TRIAL_USER_ATTR,
                         JournalOperation.SET_TRIAL_SYSTEM_ATTR)
 _STUDY_OPERATIONS = (JournalOperation.CREATE_STUDY, JournalOperation.DELETE_STUDY,
                      JournalOperation.SET_STUDY_USER_ATTR, JournalOperation.SET_STUDY_SYSTEM_ATTR)
@@ -63,6 +66,8 @@ _STUDY_OPERATIONS = (JournalOperation.CREATE_STUDY, JournalOperation.DELETE_STUD
 
 # Optuna writes every record as one JSON object per line with op_code as its first key.
 _RECORD_START = b'{"op_code":'
+# The encoding of Optuna's JournalFileBackend: json.dumps(log, separators=(",", ":")), one encoder.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def corrupt_journal(path: str | Path, line: int | None, why: str = "") -> SearchError:
@@ -97,13 +102,11 @@ def check_journal(path: str | Path) -> None:
         raise corrupt_journal(path, len(lines), "not the start of a record")
 
 
-def _makes_durable(log: dict[str, Any]) -> bool:
-    operation = log.get("op_code")
-    if operation in _STUDY_OPERATIONS:
-        return True
+def _finishes_trial(log: dict[str, Any]) -> bool:
+    if log.get("op_code") != JournalOperation.SET_TRIAL_STATE_VALUES:
+        return False
     state = log.get("state")
-    return operation == JournalOperation.SET_TRIAL_STATE_VALUES and state is not None \
-        and TrialState(state).is_finished()
+    return state is not None and TrialState(state).is_finished()
 
 
 class _BackgroundSync:
@@ -187,11 +190,13 @@ class TrialDurableJournalBackend(JournalFileBackend):
         self._sync = _BackgroundSync(self._file_path, self.fsync_interval)
         _LIVE_SYNCS.add(self._sync)
         self._held = _HeldRecords()
+        self._read_to = (0, 0)  # the next record this process has not read: its number and byte offset
+        self._own: _OwnRecords | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.pop("_sync")
-        state.pop("_held")
+        for unpicklable_or_per_process in ("_sync", "_held", "_read_to", "_own"):
+            state.pop(unpicklable_or_per_process)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -199,12 +204,19 @@ class TrialDurableJournalBackend(JournalFileBackend):
         self._sync = _BackgroundSync(self._file_path, self.fsync_interval)
         _LIVE_SYNCS.add(self._sync)
         self._held = _HeldRecords()
+        self._read_to = (0, 0)
+        self._own = None
+
+    def holding(self) -> bool:
+        """True inside this thread's held block: holdable records wait for its end."""
+        return self._held.depth > 0
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
+    def hold(self, lock: Any = None) -> Iterator[None]:
         """Gather this thread's holdable records until the outermost block ends, then write them at once.
 
-        The records are written when the block ends, also when it ends with an exception.
+        The records are written when the block ends, also when it ends with an exception, under
+        `lock` if given (the storage's thread lock, which its own writes and reads take).
         """
         held = self._held
         held.depth += 1
@@ -214,51 +226,114 @@ class TrialDurableJournalBackend(JournalFileBackend):
             held.depth -= 1
             if held.depth == 0 and held.records:
                 records, held.records = held.records, []
-                self._write(records)
+                with lock or contextlib.nullcontext():
+                    self._write(records)
 
     def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
-        """Optuna's reader, skipped when the file holds nothing beyond what was already read."""
-        offset = self._log_number_offset.get(log_number_from)
-        if offset is not None:
-            try:
-                if os.stat(self._file_path).st_size == offset:
-                    return iter(())
-            except FileNotFoundError:
-                pass  # Optuna's reader says what is wrong
-        return super().read_logs(log_number_from)
+        """Optuna's reader, after the records this backend wrote itself (already decoded), and
+        skipped when the file holds nothing beyond what was already read."""
+        own = self._own
+        if own is not None and own.start <= log_number_from < own.end:
+            unread = own.logs[log_number_from - own.start:]
+            self._own = _OwnRecords(log_number_from, unread, own.end_offset)
+            return itertools.chain(unread, self._read_new(own.end))
+        self._own = None  # all read: the records from here on come from the file
+        self._note_read_to(log_number_from)
+        return self._read_file(log_number_from) if self._appended_since(log_number_from) else iter(())
+
+    def _note_read_to(self, log_number: int) -> None:
+        """Remember that this process has read every record before `log_number`, when its offset is known."""
+        offset = self._log_number_offset.get(log_number)
+        if offset is not None and log_number >= self._read_to[0]:
+            self._read_to = (log_number, offset)
+
+    def _appended_since(self, log_number: int) -> bool:
+        """False when the file ends where record `log_number` starts (one stat; no open, no read)."""
+        offset = self._log_number_offset.get(log_number)
+        if offset is None:
+            return True
+        try:
+            return os.stat(self._file_path).st_size != offset
+        except FileNotFoundError:
+            return True  # Optuna's reader says what is wrong
+
+    def _read_new(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        if self._appended_since(log_number_from):
+            yield from self._read_file(log_number_from)
+
+    def _read_file(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        """Optuna's reader, noting how far it got: the records up to there are known to this process."""
+        number = log_number_from
+        for number, log in enumerate(super().read_logs(log_number_from), start=log_number_from + 1):
+            yield log
+        self._note_read_to(number)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         held = self._held
         if held.depth:
             held.records.extend(logs)
-            if all(log.get("op_code") in _HOLDABLE_OPERATIONS for log in logs):
+            if all(log.get("op_code") in HOLDABLE_OPERATIONS for log in logs):
                 return
             logs, held.records = held.records, []
         self._write(logs)
 
     def _write(self, logs: list[dict[str, Any]]) -> None:
-        data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
-        durable = any(_makes_durable(log) for log in logs)
-        flock = self._flock
-        with contextlib.ExitStack() as stack:
-            if not flock:
-                stack.enter_context(get_lock_file(self._lock))
+        lines = [_encode(log) for log in logs]
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        changes_study = any(log.get("op_code") in _STUDY_OPERATIONS for log in logs)
+        finishes_trial = any(_finishes_trial(log) for log in logs)
+        with contextlib.nullcontext() if self._flock else get_lock_file(self._lock):
             fd = os.open(self._file_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-            stack.callback(os.close, fd)  # closing the descriptor also drops its flock
-            if flock:
-                stack.enter_context(_flocked(fd))
-            _cut_partial_tail(fd)
-            _write_all(fd, data)
-            if any(log.get("op_code") in _STUDY_OPERATIONS for log in logs) or \
-                    (durable and not self.background_fsync):
-                os.fsync(fd)
-                return
-        if durable:
+            try:
+                if self._flock:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # released when the descriptor closes
+                size = _cut_partial_tail(fd)
+                _write_all(fd, data)
+                self._remember_own(size, lines, size + len(data))
+                if changes_study or (finishes_trial and not self.background_fsync):
+                    os.fsync(fd)
+                    return
+            finally:
+                os.close(fd)
+        if finishes_trial:
             self._sync.request()
+
+    def _remember_own(self, start_offset: int, lines: list[str], end_offset: int) -> None:
+        """Keep what was just written for the next read when nothing but it follows what was read.
+
+        Called under the file lock: if the file ended where this process's reads (and its own
+        earlier writes) ended, the records just written are the next ones in the file, in this
+        order, and the next read can take them decoded from here instead of from the file.
+        """
+        own, (read_number, read_offset) = self._own, self._read_to
+        if own is not None and own.end_offset == start_offset:
+            start, logs = own.start, own.logs
+        elif own is None and read_offset == start_offset:
+            start, logs = read_number, []
+        else:
+            self._own = None  # another writer came in between: read everything back from the file
+            return
+        number, offset = start + len(logs), start_offset
+        for line in lines:  # where each record starts, as Optuna's reader notes it (ASCII: bytes == chars)
+            number, offset = number + 1, offset + len(line) + 1
+            self._log_number_offset[number] = offset
+        # the records exactly as a reader decodes them (one decoder call for all)
+        self._own = _OwnRecords(start, logs + json.loads("[" + ",".join(lines) + "]"), end_offset)
 
     def wait_durable(self) -> None:
         """Block until every finished trial written by this backend is on disk."""
         self._sync.wait()
+
+
+class _OwnRecords:
+    """Records this backend wrote right after what it had read, decoded, from record `start` on."""
+
+    def __init__(self, start: int, logs: list[dict[str, Any]], end_offset: int) -> None:
+        self.start, self.logs, self.end_offset = start, logs, end_offset
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.logs)
 
 
 class _HeldRecords(threading.local):
@@ -274,17 +349,8 @@ def held_writes(study: Any) -> contextlib.AbstractContextManager:
     storage = getattr(study, "_storage", None)
     backend = getattr(storage, "_backend", None)
     if isinstance(backend, TrialDurableJournalBackend):
-        return backend.hold()
+        return backend.hold(getattr(storage, "_thread_lock", None))
     return contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _flocked(fd: int) -> Iterator[None]:
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -293,21 +359,23 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _cut_partial_tail(fd: int) -> None:
-    """Drop the unfinished last line a killed writer left, so the next record starts on its own line.
+def _cut_partial_tail(fd: int) -> int:
+    """Drop the unfinished last line a killed writer left, so the next record starts on its own
+    line; returns the file's size after the cut.
 
     Called under the file lock: every live writer finishes its line before releasing it, and
     readers never apply a line without its newline, so the cut removes nothing anyone read.
     """
     size = os.fstat(fd).st_size
     if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return
+        return size
     end = size
     while end > 0:  # find the last newline, reading backwards in blocks
         start = max(0, end - 65536)
         newline = os.pread(fd, end - start, start).rfind(b"\n")
         if newline >= 0:
             os.ftruncate(fd, start + newline + 1)
-            return
+            return start + newline + 1
         end = start
     os.ftruncate(fd, 0)
+    return 0

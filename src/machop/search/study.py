@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from machop.errors import SearchError, exception_line
 from machop.search import records
 from machop.search.journal import TrialDurableJournalBackend, check_journal, corrupt_journal
+from machop.search.journal_storage import MachopJournalStorage
 from machop.search.workers import is_dead
 
 DEFAULT_STORAGE_FILE = "study.journal"
@@ -92,7 +93,7 @@ def open_storage(url: str | None, search_dir: Path, *, heartbeat_interval: int =
         path = str(search_dir / DEFAULT_STORAGE_FILE) if url is None else url.removeprefix("journal:")
         check_journal(path)
         try:
-            return optuna.storages.JournalStorage(TrialDurableJournalBackend(path)), path
+            return MachopJournalStorage(TrialDurableJournalBackend(path)), path
         except (KeyError, TypeError, ValueError, AssertionError) as exc:  # records of the wrong shape
             raise corrupt_journal(path, None, exception_line(exc)) from None
     try:

@@ -1,0 +1,121 @@
+"""Optuna's JournalStorage over machop's journal backend, with two savings per trial.
+
+* Optuna's JournalStorage reads the journal back after every record it writes, to apply the
+  record to its in-memory replay. A record held by `held_writes` is not in the file yet, so that
+  read can only find other writers' records, which the next read picks up as well: it is skipped.
+* The replay parses a parameter record's distribution (a JSON text) once per distinct text.
+* Optuna's replay lists a study's trials by looking up every trial id at every call (the sampler,
+  the budget and the duplicate checks read the list several times per trial). Here the replay also
+  keeps each study's trials as a list in number order, updated as records are applied, so a read
+  is one list copy (or one filter over it).
+
+The records, their order, and what every reader sees are unchanged. The replay shares one parsed
+distribution object between the trials that recorded the same text; Optuna treats distributions as
+immutable values.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import uuid
+from collections.abc import Container, Iterable
+from typing import Any
+
+from optuna.distributions import BaseDistribution, check_distribution_compatibility, json_to_distribution
+from optuna.storages import JournalStorage
+from optuna.storages.journal._storage import JournalOperation, JournalStorageReplayResult
+from optuna.trial import FrozenTrial, TrialState
+
+from machop.search.journal import HOLDABLE_OPERATIONS, TrialDurableJournalBackend
+
+
+class MachopJournalStorage(JournalStorage):
+    """JournalStorage that skips the read-back after a held record and lists trials from a kept list."""
+
+    def __init__(self, backend: TrialDurableJournalBackend) -> None:
+        # Optuna's __init__ with the listing replay (the backend keeps no snapshots to restore)
+        self._worker_id_prefix = str(uuid.uuid4()) + "-"
+        self._backend = backend
+        self._thread_lock = threading.Lock()
+        self._replay_result = ListingReplay(self._worker_id_prefix)
+        self._held_write = False
+        with self._thread_lock:
+            self._sync_with_backend()
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._replay_result = ListingReplay(self._worker_id_prefix)
+        self._held_write = False
+
+    def _write_log(self, op_code: int, extra_fields: dict[str, Any]) -> None:
+        super()._write_log(op_code, extra_fields)
+        self._held_write = op_code in HOLDABLE_OPERATIONS and self._backend.holding()
+
+    def _sync_with_backend(self) -> None:
+        if self._held_write:  # the record just written waits in this thread's held block
+            self._held_write = False
+            return
+        super()._sync_with_backend()
+
+
+class ListingReplay(JournalStorageReplayResult):
+    """Optuna's replay of the journal, also keeping each study's trials as a list in number order."""
+
+    def __init__(self, worker_id_prefix: str) -> None:
+        super().__init__(worker_id_prefix)
+        self._listed: dict[int, list[FrozenTrial]] = {}
+        self._parsed: dict[str, BaseDistribution] = {}  # a parameter record's distribution text, parsed
+
+    def _apply_set_trial_param(self, log: dict[str, Any]) -> None:
+        """Optuna's rule for a parameter record; each distinct distribution text is parsed once."""
+        trial_id = log["trial_id"]
+        if not self._trial_exists_and_updatable(trial_id, log):
+            return
+        name, text = log["param_name"], log["distribution"]
+        distribution = self._parsed.get(text)
+        if distribution is None:
+            distribution = self._parsed[text] = json_to_distribution(text)
+        for earlier in self._study_id_to_trial_ids[self._trial_id_to_study_id[trial_id]]:
+            recorded = self._trials[earlier].distributions.get(name)
+            if recorded is not None:  # the study's first trial with this parameter decides
+                try:
+                    check_distribution_compatibility(recorded, distribution)
+                except Exception:
+                    if self._is_issued_by_this_worker(log):
+                        raise
+                    return
+                break
+        trial = copy.copy(self._trials[trial_id])
+        trial.params = {**trial.params, name: distribution.to_external_repr(log["param_value_internal"])}
+        trial.distributions = {**trial.distributions, name: distribution}
+        self._trials[trial_id] = trial
+
+    def apply_logs(self, logs: Iterable[dict[str, Any]]) -> None:
+        for log in logs:
+            super().apply_logs((log,))
+            self._list(log)
+
+    def _list(self, log: dict[str, Any]) -> None:
+        """Put the trial a just-applied record created or replaced into its study's list."""
+        trial_id = log.get("trial_id")
+        if trial_id is None:
+            if log["op_code"] == JournalOperation.CREATE_TRIAL:
+                trial_ids = self._study_id_to_trial_ids.get(log["study_id"], ())
+                listed = self._listed.setdefault(log["study_id"], [])
+                if len(trial_ids) > len(listed):  # created (not refused for a missing study)
+                    listed.append(self._trials[trial_ids[-1]])
+            return
+        trial = self._trials.get(trial_id)
+        listed = self._listed.get(self._trial_id_to_study_id.get(trial_id, -1))
+        if trial is not None and listed is not None and trial.number < len(listed):
+            listed[trial.number] = trial
+
+    def get_all_trials(self, study_id: int, states: Container[TrialState] | None) -> list[FrozenTrial]:
+        listed = self._listed.get(study_id)
+        if study_id not in self._studies or listed is None \
+                or len(listed) != len(self._study_id_to_trial_ids[study_id]):
+            return super().get_all_trials(study_id, states)
+        if states is None:
+            return list(listed)
+        return [trial for trial in listed if trial.state in states]
