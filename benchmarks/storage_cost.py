@@ -3,7 +3,7 @@
 The same search runs against three Optuna storages, in the same process:
 
 * memory  -- optuna.storages.InMemoryStorage (the baseline: no durability).
-* journal -- JournalStorage(TrialDurableJournalBackend(<file>)), machop's default: flock, a trial's records
+* journal -- MachopJournalStorage(TrialDurableJournalBackend(<file>)), machop's default: flock, a trial's records
              in 4 writes, each finished trial fsynced by a background thread
              (`<project>/search/study.journal`; opened by machop.search.study.open_storage).
 * sqlite  -- RDBStorage("sqlite:///<file>") as open_storage makes it (heartbeat 30 s).
@@ -11,7 +11,7 @@ The same search runs against three Optuna storages, in the same process:
              with each finished trial fsynced by the writing thread before tell returns
              (`background_fsync = False`).
 
-Each run is N trials (default 200) of machop's real trial loop (machop.search.loop.run_trials
+Each storage gets N trials (default 200) of machop's real trial loop (machop.search.loop.run_trials
 with machop's TrialEvaluator, TPE sampler seeded alike, the study created by create_or_resume
 with machop's study attributes), but with a cheap fake candidate: the space's build returns the
 base graph and the runner returns a copy of the metrics of a real P2 trial (accuracy varied by
@@ -19,10 +19,13 @@ configuration). So every trial makes exactly the storage traffic of a real PTQ t
 parameters, the user attributes machop records (machop_config, machop_config_key,
 machop_metrics, machop_seconds, machop_scaled, machop_feasible, constraint), the duplicate
 lookup over completed trials, the budget callback's reads, TPE's reads of past trials, the
-state and value. Storages run interleaved (in reverse order every other repeat), R repeats
-(default 2), the fastest run counts.
+state and value. The storages run side by side, one trial each in turn (in reverse order every
+other trial), so the machine's drift in speed (up to 2x over seconds on a shared VM) falls on all
+of them alike. sqlite and the writer-fsync diagnostic each run in a pass of their own next to an
+in-memory baseline of their own: an fsync in a trial slows the trial that follows it.
+`--repeats R` runs R such passes and reports the median pass.
 
-Per-trial storage overhead = (storage run - memory run) / N. It is compared with the time of a
+Per-trial storage overhead = mean trial time with the storage - mean with memory. It is compared with the time of a
 real P2 trial (search_trial_overhead.py's workload: jsc-three-linear-layers, 10,000 samples,
 default journal storage, median evaluated trial) measured in the same process. Target (P4):
 overhead of the default storage <= 10% of a P2 trial. The table also says which durable storage
@@ -63,6 +66,10 @@ RESULTS = Path(__file__).resolve().parent / "results" / "storage_cost.json"
 TARGET = 0.10
 DEFAULT = "journal"
 STORAGES = ("memory", "journal", "sqlite", "journal-nofsync", "journal-writer-fsync")
+# Storages that run side by side, each group with its own in-memory baseline: a storage that
+# fsyncs in the trial (sqlite, the writer-fsync diagnostic) slows the trial after it, so it
+# does not run between the default journal's trials and the baseline's.
+GROUPS = (("memory", "journal", "journal-nofsync"), ("memory", "journal-writer-fsync"), ("memory", "sqlite"))
 DIAGNOSTIC = "journal-nofsync"  # the journal with os.fsync made a no-op: how much of its cost is fsync
 # The journal fsyncing each finished trial in the writing thread instead of a background thread.
 BACKGROUND = "journal-writer-fsync"
@@ -143,37 +150,48 @@ def count_writes(storage: optuna.storages.BaseStorage) -> list[int]:
     return count
 
 
-def one_run(kind: str, setup: Any, evaluator: Any, trials: int, folder: Path) -> dict[str, Any]:
-    """N trials of machop's loop against a fresh storage of `kind`."""
+def side_by_side(kinds: tuple[str, ...], setup: Any, evaluator: Any, trials: int, folder: Path) -> dict[str, Any]:
+    """N trials of machop's loop against a fresh storage of each kind, one trial each in turn."""
     from machop.search.loop import run_trials
     from machop.search.pruners import build_pruner
     from machop.search.samplers import build_sampler
     from machop.search.study import create_or_resume
 
-    folder.mkdir(parents=True)
-    storage = open_kind(kind, folder)
-    sampler = build_sampler("tpe", 0, evaluator.space.choices())
-    study, _ = create_or_resume(storage, "p4", setup.settings.directions, sampler, build_pruner("none"), setup.attrs)
-    writes = count_writes(storage)
-    with fsync_mode(kind):
-        started = time.perf_counter()
-        run_trials(study, evaluator, trials)
-        seconds = time.perf_counter() - started
+    studies, storages, writes = {}, {}, {}
+    for kind in kinds:
+        (folder / kind).mkdir(parents=True)
+        storages[kind] = open_kind(kind, folder / kind)
+        sampler = build_sampler("tpe", 0, evaluator.space.choices())
+        studies[kind], _ = create_or_resume(storages[kind], "p4", setup.settings.directions, sampler,
+                                            build_pruner("none"), setup.attrs)
+        writes[kind] = count_writes(storages[kind])
+    seconds: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for number in range(trials):
+        for kind in (kinds if number % 2 == 0 else kinds[::-1]):
+            with fsync_mode(kind):
+                started = time.perf_counter()
+                run_trials(studies[kind], evaluator, number + 1)
+                seconds[kind].append(time.perf_counter() - started)
+    return {kind: summary(kind, studies[kind], storages[kind], seconds[kind], writes[kind][0], folder / kind)
+            for kind in kinds}
+
+
+def summary(kind: str, study: Any, storage: Any, seconds: list[float], writes: int, folder: Path) -> dict[str, Any]:
+    """One storage's row: time per trial, what it wrote, and its first trials' parameters."""
+    trials = len(seconds)
     done = study.get_trials(deepcopy=False)
-    stamps = sorted(t.datetime_complete.timestamp() for t in done)
-    steps = [b - a for a, b in zip(stamps, stamps[1:])]
-    files = list(folder.iterdir())
-    size = sum(path.stat().st_size for path in files if path.is_file())
+    size = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
     lines = 0
     if kind.startswith("journal"):
         lines = sum(1 for _ in open(folder / "study.journal", encoding="utf-8"))
     if hasattr(storage, "engine"):
         storage.engine.dispose()
-    return {"kind": kind, "seconds": seconds, "per_trial_s": seconds / trials, "trials": len(done),
+    return {"kind": kind, "seconds": sum(seconds), "per_trial_s": statistics.fmean(seconds),
+            "median_trial_s": statistics.median(seconds), "trials": len(done),
             "cached": sum(CACHED in t.user_attrs for t in done),
-            "first_50_s": statistics.fmean(steps[:50]), "last_50_s": statistics.fmean(steps[-50:]),
+            "first_50_s": statistics.fmean(seconds[:50]), "last_50_s": statistics.fmean(seconds[-50:]),
             "bytes_per_trial": size / trials, "journal_lines_per_trial": lines / trials if lines else None,
-            "journal_writes_per_trial": writes[0] / trials if lines else None,
+            "journal_writes_per_trial": writes / trials if lines else None,
             "params": [t.params for t in sorted(done, key=lambda t: t.number)[:5]]}
 
 
@@ -194,7 +212,8 @@ def print_tables(result: dict[str, Any]) -> None:
     p2 = result["p2_trial_s"]
     console.print(f"P2 trial: {1e3 * p2:.2f} ms (median of {result['p2']['evaluated']} evaluated trials of a "
                   "real search, default journal storage)")
-    table = Table(title=f"P4: storage cost per trial ({result['trials']} trials, best of {result['repeats']}, "
+    table = Table(title=f"P4: storage cost per trial ({result['trials']} trials side by side, median of "
+                        f"{result['repeats']} pass{'es' if result['repeats'] > 1 else ''}, "
                         f"P2 trial {1e3 * p2:.2f} ms, load avg {result['load_average']:.2f})")
     for column in ("storage", "ms/trial", "overhead ms", "overhead/P2", "first 50 ms", "last 50 ms",
                    "bytes/trial", "logs/trial", "writes/trial", "verdict"):
@@ -223,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the P4 benchmark and print its table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="side-by-side passes (the median pass counts)")
     parser.add_argument("--p2-trials", type=int, default=20, help="trials of the real P2 search")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--quick", action="store_true", help="100 trials, 1 repeat, 10 P2 trials")
@@ -236,24 +255,25 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = jsc_data_dir()
     checkpoint = base_checkpoint(data_dir)
     load = load_average()
-    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in STORAGES}
+    passes: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="machop-p4-") as tmp:
         p2, metrics, setup = real_trial(data_dir, checkpoint, args.p2_trials, Path(tmp) / "p2")
         evaluator = cheap_evaluator(setup, metrics)
-        one_run("memory", setup, evaluator, min(20, args.trials), Path(tmp) / "warmup")
+        side_by_side(("memory",), setup, evaluator, min(20, args.trials), Path(tmp) / "warmup")
         for repeat in range(args.repeats):
-            # reversed every other repeat: a run after sqlite's fsyncs (or any neighbour) is not always the same kind
-            for kind in (STORAGES if repeat % 2 == 0 else STORAGES[::-1]):
-                runs[kind].append(one_run(kind, setup, evaluator, args.trials, Path(tmp) / f"{kind}-{repeat}"))
+            results: dict[str, Any] = {}
+            for number, group in enumerate(GROUPS):
+                found = side_by_side(group, setup, evaluator, args.trials, Path(tmp) / f"pass-{repeat}-{number}")
+                for kind in group[1:]:
+                    found[kind]["overhead_s"] = found[kind]["per_trial_s"] - found["memory"]["per_trial_s"]
+                    found[kind]["overhead_fraction"] = found[kind]["overhead_s"] / p2["median_evaluated_trial_s"]
+                results.update({kind: found[kind] for kind in group if kind not in results})
+            passes.append(results)
     p2_trial = p2["median_evaluated_trial_s"]
-    best = {kind: min(results, key=lambda r: r["seconds"]) for kind, results in runs.items()}
-    rows = []
-    for kind in STORAGES:
-        row = dict(best[kind])
-        if kind != "memory":
-            row["overhead_s"] = row["per_trial_s"] - best["memory"]["per_trial_s"]
-            row["overhead_fraction"] = row["overhead_s"] / p2_trial
-        rows.append(row)
+    ordered = sorted(passes, key=lambda results: results[DEFAULT]["overhead_s"])
+    median_pass = ordered[(len(ordered) - 1) // 2]
+    rows = [median_pass[kind] for kind in STORAGES]
+    runs = {kind: [results[kind] for results in passes] for kind in STORAGES}
     same = all(r["params"] == rows[0]["params"] for r in rows)
     durable = sorted((r for r in rows if r["kind"] not in ("memory", DIAGNOSTIC, BACKGROUND)), key=lambda r: r["overhead_s"])
     default = next(r for r in rows if r["kind"] == DEFAULT)
