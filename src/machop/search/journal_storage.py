@@ -6,8 +6,8 @@
 * The replay parses a parameter record's distribution (a JSON text) once per distinct text.
 * Optuna's replay lists a study's trials by looking up every trial id at every call (the sampler,
   the budget and the duplicate checks read the list several times per trial). Here the replay also
-  keeps each study's trials as a list in number order, updated as records are applied, so a read
-  is one list copy (or one filter over it).
+  keeps each study's trials as a list in number order, brought up to date at a listing from the
+  trials the records since the last one changed, so a read is one list copy (or one filter).
 
 The records, their order, and what every reader sees are unchanged. The replay shares one parsed
 distribution object between the trials that recorded the same text; Optuna treats distributions as
@@ -19,12 +19,12 @@ from __future__ import annotations
 import copy
 import threading
 import uuid
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Iterator
 from typing import Any
 
 from optuna.distributions import BaseDistribution, check_distribution_compatibility, json_to_distribution
 from optuna.storages import JournalStorage
-from optuna.storages.journal._storage import JournalOperation, JournalStorageReplayResult
+from optuna.storages.journal._storage import JournalStorageReplayResult
 from optuna.trial import FrozenTrial, TrialState
 
 from machop.search.journal import HOLDABLE_OPERATIONS, TrialDurableJournalBackend
@@ -65,6 +65,7 @@ class ListingReplay(JournalStorageReplayResult):
     def __init__(self, worker_id_prefix: str) -> None:
         super().__init__(worker_id_prefix)
         self._listed: dict[int, list[FrozenTrial]] = {}
+        self._changed: set[int | None] = set()  # trials changed since the lists were last brought up to date
         self._parsed: dict[str, BaseDistribution] = {}  # a parameter record's distribution text, parsed
 
     def _apply_set_trial_param(self, log: dict[str, Any]) -> None:
@@ -92,30 +93,34 @@ class ListingReplay(JournalStorageReplayResult):
         self._trials[trial_id] = trial
 
     def apply_logs(self, logs: Iterable[dict[str, Any]]) -> None:
-        for log in logs:
-            super().apply_logs((log,))
-            self._list(log)
+        super().apply_logs(self._noting_trials(logs))
 
-    def _list(self, log: dict[str, Any]) -> None:
-        """Put the trial a just-applied record created or replaced into its study's list."""
-        trial_id = log.get("trial_id")
-        if trial_id is None:
-            if log["op_code"] == JournalOperation.CREATE_TRIAL:
-                trial_ids = self._study_id_to_trial_ids.get(log["study_id"], ())
-                listed = self._listed.setdefault(log["study_id"], [])
-                if len(trial_ids) > len(listed):  # created (not refused for a missing study)
-                    listed.append(self._trials[trial_ids[-1]])
-            return
-        trial = self._trials.get(trial_id)
-        listed = self._listed.get(self._trial_id_to_study_id.get(trial_id, -1))
-        if trial is not None and listed is not None and trial.number < len(listed):
-            listed[trial.number] = trial
+    def _noting_trials(self, logs: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """The records, noting which trial each one changes (None: a new trial or a study record)."""
+        changed = self._changed
+        for log in logs:
+            changed.add(log.get("trial_id"))
+            yield log
+
+    def _update_lists(self) -> None:
+        """Bring the kept lists up to the records applied since the last listing."""
+        changed, self._changed = self._changed, set()
+        for study_id, trial_ids in self._study_id_to_trial_ids.items():
+            listed = self._listed.setdefault(study_id, [])
+            listed.extend(self._trials[trial_id] for trial_id in trial_ids[len(listed):])
+        changed.discard(None)
+        for trial_id in changed:
+            trial = self._trials.get(trial_id)
+            listed = self._listed.get(self._trial_id_to_study_id.get(trial_id, -1))
+            if trial is not None and listed is not None:
+                listed[trial.number] = trial
 
     def get_all_trials(self, study_id: int, states: Container[TrialState] | None) -> list[FrozenTrial]:
-        listed = self._listed.get(study_id)
-        if study_id not in self._studies or listed is None \
-                or len(listed) != len(self._study_id_to_trial_ids[study_id]):
-            return super().get_all_trials(study_id, states)
+        if study_id not in self._studies:
+            return super().get_all_trials(study_id, states)  # Optuna's error
+        if self._changed:
+            self._update_lists()
+        listed = self._listed.get(study_id, [])
         if states is None:
             return list(listed)
         return [trial for trial in listed if trial.state in states]
