@@ -11,6 +11,7 @@ import torch
 from torch import fx, nn
 
 from machop.errors import ModelError, exception_line
+from machop.graph.lookups import use_direct_lookups
 from machop.graph.metadata import NodeMeta, record_metadata, restamped
 from machop.graph.trace import trace
 
@@ -42,7 +43,9 @@ class Graph:
         return self
 
     def recompile(self) -> None:
-        """Regenerate the module's code from its fx graph (after nodes changed)."""
+        """Regenerate the module's code from its fx graph (after nodes changed), with submodules
+        looked up directly in their tables (machop.graph.lookups)."""
+        use_direct_lookups(self.module)
         self.module.recompile()
 
     def restamp(self, names: Iterable[str]) -> None:
