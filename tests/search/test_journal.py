@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 
 import optuna
 
@@ -187,3 +188,54 @@ def test_background_fsyncs_are_at_most_one_per_interval_and_a_waiter_gets_one_at
     assert before_wait <= 2  # the study's own fsync, and the first trial's; the rest wait an hour
     backend.wait_durable()
     assert synced[-1] == path.stat().st_size and len(synced) <= before_wait + 1
+
+
+class _CountingCondition(threading.Condition):
+    def __init__(self) -> None:
+        super().__init__()
+        self.notified = 0
+
+    def notify_all(self) -> None:
+        self.notified += 1
+        super().notify_all()
+
+
+def test_a_request_does_not_wake_a_sync_thread_that_sleeps_until_its_interval_is_over(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(journal.os, "fsync", lambda fd: synced.append(os.fstat(fd).st_size))
+    path = tmp_path / "study.journal"
+    path.write_bytes(b"")
+    sync = journal._BackgroundSync(str(path), interval=3600.0)
+    sync._condition = condition = _CountingCondition()
+    sync.request()  # starts the thread: the first fsync is due at once
+    sync.wait()
+    assert len(synced) == 1
+    sync.request()  # wakes the idle thread, which then sleeps until the hour is over
+    deadline = time.monotonic() + 5
+    while sync._idle and time.monotonic() < deadline:
+        time.sleep(0.001)
+    notified = condition.notified
+    for _ in range(10):
+        sync.request()
+    assert condition.notified == notified and len(synced) == 1
+    path.write_bytes(b"x\n")
+    sync.wait()  # a waiter cuts the interval short: one fsync for the ten requests
+    assert synced == [0, 2]
+
+
+def test_an_idle_sync_thread_ends_and_the_next_request_starts_another(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(journal.os, "fsync", lambda fd: synced.append(os.fstat(fd).st_size))
+    path = tmp_path / "study.journal"
+    path.write_bytes(b"")
+    sync = journal._BackgroundSync(str(path))
+    sync.idle_exit = 0.05
+    sync.request()
+    sync.wait()
+    first = sync._thread
+    first.join(timeout=5)
+    assert not first.is_alive() and sync._thread is None
+    path.write_bytes(b"x\n")
+    sync.request()
+    sync.wait()
+    assert synced == [0, 2] and sync._thread is not first
