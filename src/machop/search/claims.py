@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from machop.search import records
+from machop.search.trial_index import trial_index
 from machop.search.workers import is_dead
 
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -42,12 +43,12 @@ def counting(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 def counted_trials(study: optuna.Study) -> int:
     """Finished trials that count towards the budget."""
-    return sum(1 for t in counting(study.get_trials(deepcopy=False)) if t.state in COUNTED_STATES)
+    return trial_index(study).counting(study, running=False)
 
 
 def claimed_trials(study: optuna.Study) -> int:
     """Counting trials that are finished or running: the budget slots already taken."""
-    return sum(1 for t in counting(study.get_trials(deepcopy=False)) if t.state in CLAIMING_STATES)
+    return trial_index(study).counting(study, running=True)
 
 
 def _lower(trial: optuna.Trial) -> list[FrozenTrial]:
@@ -61,7 +62,9 @@ def _mark_unclaimed(trial: optuna.Trial, kind: str, reason: str) -> Unclaimed:
 
 def claim_budget_slot(trial: optuna.Trial, budget: int) -> None:
     """Raise Unclaimed if the trials numbered below this one already fill the budget."""
-    taken = len(_lower(trial))
+    taken = trial_index(trial.study).counting_below(trial.study, trial.number)
+    if taken is None:  # the trial has finished: nothing incremental to read
+        taken = len(_lower(trial))
     if taken >= budget:
         raise _mark_unclaimed(trial, "over budget", f"over budget: {taken} earlier trials already fill "
                                                     f"the budget of {budget}; not evaluated")

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from machop.graph.graph import Graph
 from machop.search import records
@@ -24,6 +23,7 @@ from machop.search.objective import (
 from machop.search.runners import RunContext, first_nan, run_all
 from machop.search.settings import StrategySettings
 from machop.search.space import SearchSpace
+from machop.search.trial_index import trial_index
 
 
 class TrialFailed(Exception):
@@ -150,7 +150,4 @@ def base_record(metrics: dict[str, Any], settings: StrategySettings, seconds: fl
 
 
 def _completed_with_key(study: optuna.Study, key: str) -> optuna.trial.FrozenTrial | None:
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if trial.user_attrs.get(records.TRIAL_CONFIG_KEY) == key:
-            return trial
-    return None
+    return trial_index(study).completed_with_key(study, key)
