@@ -21,6 +21,7 @@ from machop.search.samplers import search_finished
 from machop.search.study import requeue, requeue_dead
 from machop.search.workers import worker_id
 
+# Called after each trial this worker finished, with the storage's record of it (not a copy: read only).
 TrialDone = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 FAIL_REASON_CHARS = 300
 _log = logging.getLogger(__name__)
@@ -70,9 +71,10 @@ class _CtrlC:
         self.raise_pending()
 
 
-def _objective(evaluate: TrialEvaluator, budget: int, worker: str,
-               ctrl_c: _CtrlC) -> Callable[[optuna.Trial], list[float]]:
+def _objective(evaluate: TrialEvaluator, budget: int, worker: str, ctrl_c: _CtrlC,
+               started: list[optuna.Trial]) -> Callable[[optuna.Trial], list[float]]:
     def objective(trial: optuna.Trial) -> list[float]:
+        started[:] = [trial]
         try:
             with ctrl_c.evaluation():
                 return _evaluate(trial)
@@ -113,14 +115,8 @@ def run_trials(study: optuna.Study, evaluate: TrialEvaluator, budget: int, *,
     deadline = None if timeout is None else time.monotonic() + timeout
     before = counted_trials(study)
     ctrl_c = _CtrlC()
-    objective = _objective(evaluate, budget, worker_id(), ctrl_c)
-
-    def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if on_trial is not None:
-            on_trial(study, trial)
-        requeue_dead(study, grace_period)
-        if claimed_trials(study) >= budget or search_finished(study):
-            study.stop()
+    started: list[optuna.Trial] = []  # the trial the last optimize call evaluated
+    objective = _objective(evaluate, budget, worker_id(), ctrl_c, started)
 
     with ctrl_c.installed():
         while True:
@@ -133,14 +129,20 @@ def run_trials(study: optuna.Study, evaluate: TrialEvaluator, budget: int, *,
             if claimed_trials(study) >= budget:
                 time.sleep(poll if remaining is None else min(poll, remaining))
                 continue
+            # One trial per call, the checks above between trials: Optuna's callbacks would get a
+            # deep copy of every finished trial, which nothing here needs.
+            started.clear()
             try:
-                study.optimize(objective, timeout=remaining, catch=(Exception,), callbacks=[stop_at_budget],
-                               gc_after_trial=False, show_progress_bar=False)
+                study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False,
+                               show_progress_bar=False)
             except (ValueError, AssertionError) as exc:
                 if not _failed_elsewhere(exc):
                     raise
                 _log.warning("a trial of this worker was failed and queued again by another worker "
                              "(its heartbeat looked stale); its result is dropped and the copy counts")
+                continue
+            if on_trial is not None and started:
+                on_trial(study, study._storage.get_trial(started[0]._trial_id))
     return counted_trials(study) - before
 
 
