@@ -192,6 +192,10 @@ class QuantizedForms:
         self.graph = graph
         self._state: tuple = ()
         self._forms: dict[tuple[str, str], _Form] = {}
+        # (config key, unsigned data_in) -> the parsed specs and their summary text: a config
+        # chosen for one node is often chosen for another, and parsing it costs as much as a
+        # third of building a form. The specs are frozen and read only, so nodes share them.
+        self.parsed: dict[tuple[str, bool], tuple[dict, str]] = {}
 
     def forms_for(self, graph: Graph) -> dict[tuple[str, str], _Form] | None:
         """The forms to use for `graph` (None: another graph); all dropped if its tensors changed."""
@@ -207,15 +211,31 @@ class QuantizedForms:
         return len(self._forms)
 
 
-def _form(graph: Graph, node: fx.Node, kind: str, config: dict[str, Any], borrow: bool) -> _Form:
+def _parse(config: dict[str, Any], node: fx.Node, kind: str,
+           parsed: dict[tuple[str, bool], tuple[dict, str]] | None, key: str | None) -> tuple[dict, str]:
+    """The operand specs of a node config and their summary text (from `parsed` when it has them)."""
+    unsigned = kind == "relu"
+    if parsed is not None and key is not None:
+        known = parsed.get((key, unsigned))
+        if known is not None:
+            return known
+    specs = parse_node_config(config, node=node.name, unsigned_data_in=unsigned)
+    result = (specs, _describe(specs))
+    if parsed is not None and key is not None:
+        parsed[(key, unsigned)] = result
+    return result
+
+
+def _form(graph: Graph, node: fx.Node, kind: str, config: dict[str, Any], borrow: bool,
+          parsed: dict[tuple[str, bool], tuple[dict, str]] | None = None, key: str | None = None) -> _Form:
     """Parse and check one node's config and build its quantized module from `graph`'s."""
-    specs = parse_node_config(config, node=node.name, unsigned_data_in=kind == "relu")
+    specs, described = _parse(config, node, kind, parsed, key)
     _check_channels(graph, node, specs)
     module = _quantized_module(graph, node, kind, specs, config)
     follows_mode = node.op == "call_module" and kind in FROM_FLOAT
     if borrow and follows_mode:
         _borrow_equal_tensors(module, graph.submodule(node))
-    return _Form(module, _describe(specs), follows_mode)
+    return _Form(module, described, follows_mode)
 
 
 def _stamp(meta: NodeMeta) -> tuple[str, str, str, dict, dict]:
@@ -254,7 +274,8 @@ def quantize_transform_pass(graph: Graph, args: dict[str, Any], *,
             key = (node.name, _config_key(config)) if forms is not None else None
             form = forms.get(key) if key is not None else None
             if form is None:
-                form = _form(graph, node, meta.kind, config, borrow=key is not None)
+                form = _form(graph, node, meta.kind, config, borrow=key is not None,
+                             parsed=None if key is None else reuse.parsed, key=None if key is None else key[1])
                 if key is not None:
                     forms[key] = form
             swaps.append((node, meta.kind, form, key))
