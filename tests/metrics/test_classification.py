@@ -125,6 +125,19 @@ def test_argmax_keeps_torchs_first_maximum_and_nan_rules():
     assert predictions(finite, targets[:2]).classes.tolist() == [1, 0]
 
 
+@pytest.mark.parametrize("num_classes", [2, 5, 255, 300])
+def test_argmax_of_coarse_logits_full_of_ties_is_torchs(num_classes):
+    from machop.runtime.classification import predictions
+
+    generator = torch.Generator().manual_seed(num_classes)
+    logits = torch.randint(-2, 3, (2000, num_classes), generator=generator).float()  # many equal maxima
+    logits[::7, num_classes // 2] = float("inf")
+    logits[::11, 0] = -float("inf")
+    targets = torch.randint(0, num_classes, (2000,), generator=generator)
+    classes = predictions(logits, targets).classes
+    assert classes.dtype == torch.int64 and torch.equal(classes, logits.argmax(1))
+
+
 def test_ratio_float32_rounds_once_to_nearest_even():
     from fractions import Fraction
 

@@ -64,6 +64,13 @@ def _class_major(logits: torch.Tensor) -> torch.Tensor:
 def _first_index_of(by_class: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
     """Per sample, the first class whose logit equals the maximum."""
     num_classes = by_class.shape[0]
+    if by_class.device.type == "cpu" and num_classes < 256:
+        # numpy compares against a broadcast row several times faster than torch (whose bool
+        # output path dominates this function); comparisons are exact either way.
+        equal = (by_class.detach().numpy() == top.detach().numpy()).view(np.uint8)
+        countdown = np.arange(num_classes, 0, -1, dtype=np.uint8).reshape(-1, 1)
+        first = (equal * countdown).max(axis=0)  # num_classes - index of the first maximum
+        return torch.from_numpy(num_classes - first.astype(np.int64))
     dtype = torch.uint8 if num_classes < 256 else torch.int32
     countdown = torch.arange(num_classes, 0, -1, device=by_class.device, dtype=dtype).reshape(-1, 1)
     first = ((by_class == top).to(dtype) * countdown).amax(0)  # num_classes - index of the first maximum
