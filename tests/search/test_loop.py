@@ -55,13 +55,16 @@ def test_ctrl_c_during_an_evaluation_fails_that_trial_and_queues_it_again():
             time.sleep(5)  # not reached: the interrupt is raised here
         return [x]
 
+    # what the process had before (Python's default handler, or SIG_IGN when started in the
+    # background by a shell without job control)
+    handler_before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         run_trials(study, evaluate, budget=10)
     trials = study.get_trials()
     assert [t.state for t in trials[:3]] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL]
     assert trials[2].user_attrs[records.TRIAL_UNCOUNTED] == "interrupted"
     assert trials[3].state == TrialState.WAITING and trials[3].system_attrs["fixed_params"] == trials[2].params
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler_before  # run_trials put it back
 
 
 def test_ctrl_c_during_bookkeeping_waits_for_it_then_stops():
