@@ -18,7 +18,7 @@ base graph and the runner returns a copy of the metrics of a real P2 trial (accu
 configuration). So every trial makes exactly the storage traffic of a real PTQ trial: the 9
 parameters, the user attributes machop records (machop_config, machop_config_key,
 machop_metrics, machop_seconds, machop_scaled, machop_feasible, constraint), the duplicate
-lookup over completed trials, the budget callback's reads, TPE's reads of past trials, the
+lookup over completed trials, the budget checks' reads, TPE's reads of past trials, the
 state and value. The storages run side by side, one trial each in turn (in reverse order every
 other trial), so the machine's drift in speed (up to 2x over seconds on a shared VM) falls on all
 of them alike. sqlite and the writer-fsync diagnostic each run in a pass of their own next to an
