@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from machop.graph.metadata import float_precision
+from machop.quant.copies import float_copy
 from machop.quant.exact import fixed_operand, float32_sums_are_exact, simulation_dtype
 from machop.quant.plans import Planned, relu_of_quantized, relu_plan, weighted_plan
 
@@ -130,10 +131,8 @@ def _reduction_length(weight_shape: torch.Size | tuple[int, ...]) -> int:
 
 def _quantized_copy(cls: type, module: nn.Module, specs: OperandSpecs, config: dict[str, Any],
                     **shape: Any) -> Any:
-    new = cls(**shape, bias=module.bias is not None, device=module.weight.device,
-              dtype=module.weight.dtype)
-    new.load_state_dict(module.state_dict())
-    new.train(module.training)
+    new = float_copy(cls, module, **shape, bias=module.bias is not None, device=module.weight.device,
+                     dtype=module.weight.dtype)
     new._init_quant(specs, config)
     return new
 
@@ -340,11 +339,10 @@ class _QuantBatchNorm(Planned):
     @classmethod
     def from_float(cls, module: nn.Module, specs: OperandSpecs, config: dict[str, Any]) -> nn.Module:
         """Quantized copy of `module`, parameters and running statistics copied."""
-        new = cls(module.num_features, eps=module.eps, momentum=module.momentum, affine=module.affine,
-                  track_running_stats=module.track_running_stats, device=_device_of(module),
-                  dtype=_dtype_of(module))
-        new.load_state_dict(module.state_dict())
-        new.train(module.training)
+        new = float_copy(cls, module, num_features=module.num_features, eps=module.eps,
+                         momentum=module.momentum, affine=module.affine,
+                         track_running_stats=module.track_running_stats, device=_device_of(module),
+                         dtype=_dtype_of(module))
         new.specs = dict(specs)
         new.quant_config = dict(config)
         new._cache_key, new._cached = None, None
