@@ -32,6 +32,12 @@ Three ways of running the same kind of trial, in the same process:
                 1024, no_grad; median of torch.utils.benchmark) plus the sampler: study.ask()
                 + tell() on an in-memory study with the same TPE sampler and distributions,
                 replaying machop's objective values (mean per trial).
+* lean       -- the leanest loop on the same durable storage: study.ask() and the 9 suggestions
+                (held, one write), space.build, the forward of the 10,000 samples in batches of
+                1024 and an argmax count, study.tell() with machop's objective value of the same
+                trial number (so TPE proposes the same configurations). What machop adds beyond
+                it (metrics from the loss to the per-class report, complexity, the budget,
+                claim and duplicate checks, the trial records) is machop / lean.
 * hand-written -- the per-trial loop users write with MASE/Optuna: an in-memory Optuna study
                 (same TPE sampler and parameters) whose objective does copy.deepcopy(model),
                 swaps every nn.Linear for a fake-quantized module (input, weight and bias
@@ -40,8 +46,8 @@ Three ways of running the same kind of trial, in the same process:
                 (median trial).
 
 The machine's speed drifts by up to 2x over seconds (shared virtual cores), so machop and bare
-are measured in R interleaved rounds (default 3: a machop search, then the bare forward and the
-sampler) and each variant's fastest round counts, as in fake_quant.py; the table shows every
+are measured in R interleaved rounds (default 3: a machop search, then the bare forward, the
+sampler and the lean loop) and each variant's fastest round counts, as in fake_quant.py; the table shows every
 round's own ratio too.
 
 Torch runs 1 thread by default (--threads 0: torch's own choice): the models are tiny, and on a
@@ -246,6 +252,34 @@ def sampler_s(choices: dict[str, list[Any]], values: list[float]) -> float:
     return (time.perf_counter() - started) / len(values)
 
 
+# --- the lean loop on the same storage -----------------------------------------------------------
+
+def lean_loop_s(setup, values: list[float], journal: Path) -> float:
+    """Median seconds per trial of the leanest loop on machop's durable journal (see the module text)."""
+    from machop.search.journal import TrialDurableJournalBackend, held_writes
+    from machop.search.journal_storage import MachopJournalStorage
+
+    evaluator = setup.evaluator
+    choices = evaluator.space.choices()
+    split = evaluator.run.dataset.validation
+    x, y = split.x[:NUM_SAMPLES], split.y[:NUM_SAMPLES]
+    storage = MachopJournalStorage(TrialDurableJournalBackend(str(journal)))
+    study = optuna.create_study(storage=storage, direction="maximize", sampler=optuna.samplers.TPESampler(seed=SEED))
+    seconds, correct = [], 0
+    for value in values:
+        started = time.perf_counter()
+        with held_writes(study):
+            trial = study.ask()
+            sample = {name: trial.suggest_categorical(name, options) for name, options in choices.items()}
+        model = evaluator.space.build(sample, evaluator.base).graph.module.eval()
+        with torch.no_grad():
+            for i in range(0, len(x), 1024):
+                correct += int((model(x[i:i + 1024]).argmax(dim=1) == y[i:i + 1024]).sum())
+        study.tell(trial, value)
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds[1:])
+
+
 # --- the hand-written per-trial loop -----------------------------------------------------------
 
 def fake_quantize(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -375,6 +409,7 @@ def print_tables(result: dict[str, Any]) -> None:
          f"whole search() call / {m['trials']}: set-up {m['setup_s']:.2f} s, reports {m['reports_s']:.2f} s"),
         ("machop evaluate only", m["evaluate_seconds_median"], "TRIAL_SECONDS (build + runners), median"),
         ("bare", b["total_s"], f"forward {1e3 * b['forward_s']:.2f} ms + TPE ask/tell {1e3 * b['sampler_s']:.2f} ms"),
+        ("lean", result["lean_s"], "ask + suggest (one write), build, forward, argmax count, tell: same journal storage"),
         ("hand-written", result["hand_written_s"],
          f"deepcopy + swap + DataLoader(128) + MulticlassAccuracy: median of {result['hand_trials']} trials"),
         ("first trial of process", result["cold_first_trial_s"], "first trial of the warm-up search (lazy imports)"),
@@ -389,13 +424,16 @@ def print_tables(result: dict[str, Any]) -> None:
                    "PASS" if result["machop_over_bare_pass"] else "MISS")
     ratios.add_row("hand-written / machop", f"{result['hand_over_machop']:.2f}", f">= {HAND_OVER_MACHOP_MIN}",
                    "PASS" if result["hand_over_machop_pass"] else "MISS")
+    ratios.add_row("lean / bare", f"{result['lean_over_bare']:.2f}", "", "what the storage and a build cost")
+    ratios.add_row("machop / lean", f"{result['machop_over_lean']:.2f}", "", "what machop's metrics, checks and records cost")
     console.print(ratios)
     per_round = Table(title="Interleaved rounds (the ratio above: each variant's best round)")
-    for column in ("round", "machop ms", "forward ms", "TPE ms", "machop / bare"):
+    for column in ("round", "machop ms", "forward ms", "TPE ms", "lean ms", "machop / bare"):
         per_round.add_column(column, justify="right")
     for number, entry in enumerate(result["rounds"]):
         per_round.add_row(str(number), f"{1e3 * entry['machop']['median_evaluated_trial_s']:.2f}",
-                          f"{1e3 * entry['forward_s']:.2f}", f"{1e3 * entry['sampler_s']:.2f}", f"{entry['ratio']:.2f}")
+                          f"{1e3 * entry['forward_s']:.2f}", f"{1e3 * entry['sampler_s']:.2f}",
+                          f"{1e3 * entry['lean_s']:.2f}", f"{entry['ratio']:.2f}")
     console.print(per_round)
     parts = Table(title="Where a machop trial's time goes (each part timed alone on one candidate, median)")
     for column in ("part", "ms", "code (src/machop/)"):
@@ -446,21 +484,24 @@ def main(argv: list[str] | None = None) -> int:
                 evaluated = [t for t in trials if CACHED not in t.user_attrs and t.value is not None]
                 sample = dict(evaluated[len(evaluated) // 2].params)
             forward = bare_forward_s(setup, sample, args.min_run_time)
-            sampling = sampler_s(setup.evaluator.space.choices(),
-                                 [t.value for t in sorted(trials, key=lambda t: t.number)])
-            rounds.append({"machop": machop, "forward_s": forward, "sampler_s": sampling,
+            values = [t.value for t in sorted(trials, key=lambda t: t.number)]
+            sampling = sampler_s(setup.evaluator.space.choices(), values)
+            lean = lean_loop_s(setup, values, Path(tmp) / f"lean-{number}.journal")
+            rounds.append({"machop": machop, "forward_s": forward, "sampler_s": sampling, "lean_s": lean,
                            "ratio": machop["median_evaluated_trial_s"] / (forward + sampling)})
     machop = min((r["machop"] for r in rounds), key=lambda m: m["median_evaluated_trial_s"])
     forward = min(r["forward_s"] for r in rounds)
     sampling = min(r["sampler_s"] for r in rounds)
     bare = {"forward_s": forward, "sampler_s": sampling, "total_s": forward + sampling}
+    lean = min(r["lean_s"] for r in rounds)
     hand = hand_written_s(setup, args.hand_trials)
     parts = breakdown(setup, sample, repeats=15)
     machop_s = machop["median_evaluated_trial_s"]
     result = {"threads": torch.get_num_threads(), "load_average": max(load, load_average()),
               "trials": args.trials, "hand_trials": args.hand_trials, "num_samples": NUM_SAMPLES,
               "sample": sample, "machop": machop, "warmup": warm, "cold_first_trial_s": cold_first,
-              "rounds": rounds, "bare": bare, "hand_written_s": hand, "breakdown": parts,
+              "rounds": rounds, "bare": bare, "lean_s": lean, "lean_over_bare": lean / bare["total_s"],
+              "machop_over_lean": machop_s / lean, "hand_written_s": hand, "breakdown": parts,
               "rest_s": machop_s - machop["evaluate_seconds_median"] - sampling,
               "machop_over_bare": machop_s / bare["total_s"],
               "machop_over_bare_pass": machop_s / bare["total_s"] <= MACHOP_OVER_BARE_MAX,
