@@ -18,15 +18,18 @@ def predict(model: nn.Module, split: Split, *, batch_size: int = 1024,
     device = device or next(model.parameters(), torch.empty(0)).device
     was_training = model.training
     model.eval()
-    outputs, targets = [], []
+    outputs = []
     autocast = precision.autocast(device) if precision else torch.autocast(device.type, enabled=False)
     dtype = precision.param_dtype if precision else None
     with autocast:
-        for xb, yb in iterate_batches(split, batch_size):
+        for xb, _ in iterate_batches(split, batch_size):
             xb = xb.to(device, non_blocking=True)
             if dtype is not None and xb.is_floating_point():
                 xb = xb.to(dtype)
             outputs.append(model(xb).float())
-            targets.append(yb.to(device, non_blocking=True))
     model.train(was_training)
-    return torch.cat(outputs), torch.cat(targets)
+    logits = torch.cat(outputs)
+    # the labels of the batches in order are the whole label tensor: one copy instead of one per batch
+    targets = split.y.to(device, non_blocking=True, copy=True, memory_format=torch.contiguous_format)
+    return logits, targets
+
