@@ -176,3 +176,17 @@ def test_a_trained_candidate_never_changes_the_base_or_later_candidates():
     with torch.no_grad():
         assert torch.equal(evaluated(x), expected) and torch.equal(again(x), expected)
         assert torch.equal(again(x), quantize_transform_pass(base, space.quantize_config(sample))[0](x))
+
+
+@pytest.mark.parametrize("width", [8.0, True])
+def test_a_form_is_never_reused_for_a_value_equal_to_its_own_but_of_another_type(width):
+    from machop.errors import MachopError
+
+    graph, forms, config = _mlp_with_forms()
+    quantize_transform_pass(graph, config, reuse=forms)
+    other = {**config, "linear": {"config": {**config["linear"]["config"], "data_in_width": width}}}
+    with pytest.raises(MachopError, match="must be an integer"):
+        quantize_transform_pass(graph, other, reuse=forms)
+    reordered = {**config, "linear": {"config": dict(reversed(list(config["linear"]["config"].items())))}}
+    candidate, _ = quantize_transform_pass(graph, reordered, reuse=forms)
+    _same(candidate, quantize_transform_pass(graph, config)[0])

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from machop.quant.copies import float_copy
+from machop.quant.copies import float_copy, float_share, share_equal_tensors
 
 
 def _ordinary(cls, module, **construct):
@@ -80,3 +80,49 @@ def test_quantized_forms_copy_through_it():
         expected = torch.nn.functional.linear(specs["data_in"].quantize(x), specs["weight"].quantize(linear.weight),
                                               specs["bias"].quantize(linear.bias))
         assert torch.equal(quantized(x), expected)
+
+
+@pytest.mark.parametrize("make, construct", [
+    (lambda: nn.Linear(5, 3), {"in_features": 5, "out_features": 3, "bias": True}),
+    (lambda: nn.Conv1d(2, 4, 3), {"in_channels": 2, "out_channels": 4, "kernel_size": 3}),
+    (lambda: nn.BatchNorm1d(6), {"num_features": 6}),
+])
+def test_a_share_equals_a_copy_over_the_originals_tensors(make, construct):
+    torch.manual_seed(0)
+    module = make().eval()
+    cls = type(module)
+    shared, copied = float_share(cls, module, **construct), float_copy(cls, module, **construct)
+    _same_module(shared, copied)
+    own = {**module._parameters, **module._buffers}
+    for name, tensor in {**shared._parameters, **shared._buffers}.items():
+        assert tensor is not own[name] and tensor.data_ptr() == own[name].data_ptr()
+    shared.register_forward_hook(lambda *args: None)
+    assert not module._forward_hooks and shared._parameters is not module._parameters
+
+
+def test_a_share_copies_what_a_copy_would_change():
+    torch.manual_seed(0)
+    module = nn.Linear(4, 2)
+    module.weight.requires_grad_(False)  # a copy's weight is a trainable parameter: not this one
+    shared = float_share(nn.Linear, module, in_features=4, out_features=2)
+    copied = float_copy(nn.Linear, module, in_features=4, out_features=2)
+    _same_module(shared, copied)
+    assert shared.weight.requires_grad and shared.weight.data_ptr() != module.weight.data_ptr()
+    assert shared.bias.data_ptr() == module.bias.data_ptr()
+    assert torch.equal(shared.weight, module.weight)
+
+
+def test_a_share_through_load_state_dict_borrows_the_equal_tensors():
+    module = nn.Linear(3, 2)
+    module.weight.requires_grad_(False)
+    # an unhashable constructor argument: constructed as usual, then equal copies swapped for aliases
+    shared = float_share(_ListLinear, module, in_features=[3], out_features=2)
+    assert shared.bias.data_ptr() == module.bias.data_ptr() and shared.bias is not module.bias
+    assert shared.weight.data_ptr() != module.weight.data_ptr() and shared.weight.requires_grad
+    share_equal_tensors(shared, module)
+    assert shared.weight.data_ptr() != module.weight.data_ptr()
+
+
+class _ListLinear(nn.Linear):
+    def __init__(self, in_features, out_features, **kwargs):
+        super().__init__(in_features[0], out_features, **kwargs)

@@ -67,14 +67,16 @@ class Graph:
         """
         return self._clone(copy_graph_module(self.module, replace), borrowed=False)
 
-    def derive(self, replace: Mapping[str, nn.Module] | None = None, *, own_fx_graph: bool = False) -> Graph:
+    def derive(self, replace: Mapping[str, nn.Module] | None = None, *, own_fx_graph: bool = False,
+               meta: Mapping[str, NodeMeta] | None = None) -> Graph:
         """A copy for evaluation: new module objects (with `replace` swapped in, as copy() does) whose
         parameters and buffers alias this graph's tensors, and this graph's fx graph unless
         `own_fx_graph`. Cheap, and as good as a copy for anything that only reads weights and
         graph; whatever changes either (training, a forward in training mode, which updates
-        BatchNorm statistics, in-place edits) must call own() first.
+        BatchNorm statistics, in-place edits) must call own() first. `meta` maps node names to
+        metadata the copy holds (as given) instead of copies of this graph's.
         """
-        clone = self._clone(borrow_graph_module(self.module, replace, own_fx_graph), borrowed=True)
+        clone = self._clone(borrow_graph_module(self.module, replace, own_fx_graph), borrowed=True, meta=meta)
         clone.module.meta[PASSES_KEY] = list(self.passes)  # its own list: record_pass replaces it anyway
         return clone
 
@@ -85,11 +87,12 @@ class Graph:
             self.borrowed = False
         return self
 
-    def _clone(self, module: fx.GraphModule, *, borrowed: bool) -> Graph:
+    def _clone(self, module: fx.GraphModule, *, borrowed: bool, meta: Mapping[str, NodeMeta] | None = None) -> Graph:
         clone = Graph.__new__(Graph)
         clone.module = module
         clone.example_input = self.example_input
-        clone.meta = {name: meta.copy() for name, meta in self.meta.items()}
+        given = meta or {}
+        clone.meta = {name: given[name] if name in given else own.copy() for name, own in self.meta.items()}
         clone.borrowed = borrowed
         return clone
 
@@ -107,7 +110,10 @@ class Graph:
 
     def submodule(self, node: fx.Node) -> nn.Module:
         """The module a call_module node runs."""
-        return self.module.get_submodule(node.target)
+        module: nn.Module | None = self.module
+        for name in node.target.split("."):  # the module tables, as the generated code reads them
+            module = module._modules.get(name) if isinstance(module, nn.Module) else None
+        return module if isinstance(module, nn.Module) else self.module.get_submodule(node.target)
 
     def compute_nodes(self) -> list[fx.Node]:
         """Nodes that compute something (no placeholders, outputs or attribute reads)."""
@@ -137,10 +143,10 @@ def config_copy(value: Any) -> Any:
     kind = type(value)
     if kind in _SCALARS:
         return value
-    if kind is dict:
-        return {key: config_copy(item) for key, item in value.items()}
+    if kind is dict:  # scalars taken as they are, without a call each
+        return {key: item if type(item) in _SCALARS else config_copy(item) for key, item in value.items()}
     if kind is list:
-        return [config_copy(item) for item in value]
+        return [item if type(item) in _SCALARS else config_copy(item) for item in value]
     return copy.deepcopy(value)
 
 
@@ -192,8 +198,8 @@ def copy_graph_module(module: fx.GraphModule, replace: Mapping[str, nn.Module] |
 
 def alias_tensor(tensor: torch.Tensor) -> torch.Tensor:
     """A new tensor object on the same storage (and version counter), of the same type and grad flag."""
-    if isinstance(tensor, nn.Parameter):
-        alias = torch.Tensor._make_subclass(type(tensor), tensor.detach(), tensor.requires_grad)
+    if tensor.__class__ is nn.Parameter or isinstance(tensor, nn.Parameter):  # the first test: no metaclass check
+        alias = torch.Tensor._make_subclass(type(tensor), tensor, tensor.requires_grad)  # it detaches `tensor`
     else:
         alias = tensor.detach()
         if tensor.requires_grad:
@@ -213,16 +219,18 @@ def _borrow_module(module: nn.Module, memo: dict[int, Any], replace: Mapping[str
     known = memo.get(id(module))
     if known is not None:
         return known
-    new = _new_module(module)
-    memo[id(module)] = new
+    new = memo[id(module)] = _new_module(module)
     state = module.__dict__.copy()
-    for key, value in module.__dict__.items():
+    for key, value in state.items():  # a plain loop: faster than a comprehension choosing per value
         if value.__class__ in _TABLES:
             state[key] = value.copy()
-    state["_parameters"] = {name: None if t is None else _borrowed_tensor(t, memo)
-                            for name, t in module._parameters.items()}
-    state["_buffers"] = {name: None if t is None else _borrowed_tensor(t, memo)
-                         for name, t in module._buffers.items()}
+    parameters, buffers = module._parameters, module._buffers
+    if parameters or parameters.__class__ is not dict:  # an empty dict's copy above is what it needs
+        state["_parameters"] = {name: None if t is None else _borrowed_tensor(t, memo)
+                                for name, t in parameters.items()}
+    if buffers or buffers.__class__ is not dict:
+        state["_buffers"] = {name: None if t is None else _borrowed_tensor(t, memo)
+                             for name, t in buffers.items()}
     children = state["_modules"]
     for name, child in children.items():
         path = f"{prefix}{name}"
@@ -230,11 +238,11 @@ def _borrow_module(module: nn.Module, memo: dict[int, Any], replace: Mapping[str
             children[name] = replace[path]
         elif child is not None:
             children[name] = _borrow_module(child, memo, replace, f"{path}.", own_fx_graph)
-    is_graph_module = isinstance(module, fx.GraphModule)
-    if is_graph_module and own_fx_graph:
+    own_graph = own_fx_graph and isinstance(module, fx.GraphModule)
+    if own_graph:
         state["_graph"] = copy.deepcopy(module._graph)
-    new.__dict__.update(state)
-    if is_graph_module and own_fx_graph:
+    object.__setattr__(new, "__dict__", state)  # a new instance's empty __dict__, without __setattr__ hooks
+    if own_graph:
         new.graph.owning_module = new
     return new
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from machop.graph.kinds import WEIGHTED_KINDS, node_kind, target_name
+from machop.graph.kinds import WEIGHTED_KINDS, module_kind, node_kind, target_name
 
 
 def float_precision(dtype: torch.dtype) -> dict[str, Any]:
@@ -49,9 +49,17 @@ class NodeMeta:
 
     def copy(self) -> NodeMeta:
         """An independent copy (its dicts and lists are new; tuples and strings are shared)."""
-        return NodeMeta(self.name, self.op, self.kind, self.target, list(self.input_shapes),
-                        list(self.input_dtypes), self.output_shape, self.output_dtype,
-                        dict(self.param_shapes), plain_copy(self.precision), plain_copy(self.analysis))
+        new = NodeMeta.__new__(NodeMeta)  # the fields set directly: a third of __init__'s cost
+        new.__dict__.update(
+            name=self.name, op=self.op, kind=self.kind, target=self.target,
+            input_shapes=list(self.input_shapes), input_dtypes=list(self.input_dtypes),
+            output_shape=self.output_shape, output_dtype=self.output_dtype,
+            param_shapes=dict(self.param_shapes), precision=copy_records(self.precision),
+            analysis=plain_copy(self.analysis) if self.analysis else {})
+        return new
+
+
+_SCALARS = frozenset((str, int, float, bool, type(None), tuple))
 
 
 def plain_copy(value: Any) -> Any:
@@ -61,6 +69,23 @@ def plain_copy(value: Any) -> Any:
     if isinstance(value, list):
         return [plain_copy(item) for item in value]
     return value
+
+
+def copy_records(precision: dict[str, Any]) -> dict[str, Any]:
+    """plain_copy of a precision table (operand -> record of scalars), a few times faster on it."""
+    if precision.__class__ is not dict:
+        return plain_copy(precision)
+    copied = {}
+    for operand, record in precision.items():
+        if record.__class__ is dict:
+            new = record.copy()
+            for key, item in record.items():
+                if item.__class__ not in _SCALARS:  # a list of per-channel frac widths, say
+                    new[key] = plain_copy(item)
+            copied[operand] = new
+        else:
+            copied[operand] = plain_copy(record)
+    return copied
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
@@ -79,6 +104,11 @@ def _precision(node: fx.Node, root: nn.Module, kind: str, input_dtype: torch.dty
     own = getattr(module, "machop_precision", None) or getattr(node.target, "machop_precision", None)
     if own is not None:
         return own(node) if node.op == "call_function" else own()
+    return _float_records(module, kind, input_dtype, output_dtype)
+
+
+def _float_records(module: nn.Module | None, kind: str, input_dtype: torch.dtype | None,
+                   output_dtype: torch.dtype | None) -> dict[str, dict[str, Any]]:
     records: dict[str, dict[str, Any]] = {}
     if input_dtype is not None:
         records["data_in"] = float_precision(input_dtype)
@@ -96,10 +126,28 @@ def _dtype(name: str | None) -> torch.dtype | None:
     return None if name is None else getattr(torch, name)
 
 
+def _own_parameter_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(p.shape) for name, p in module.named_parameters(recurse=False)}
+
+
+def _form_parameter_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
+    """_own_parameter_shapes read from the parameter table (as named_parameters does, each tensor
+    once) unless the module's class lists its parameters its own way."""
+    if type(module).named_parameters is not nn.Module.named_parameters:
+        return _own_parameter_shapes(module)
+    shapes: dict[str, tuple[int, ...]] = {}
+    seen: set[int] = set()
+    for name, tensor in module._parameters.items():
+        if tensor is not None and id(tensor) not in seen:
+            seen.add(id(tensor))
+            shapes[name] = tuple(tensor.shape)
+    return shapes
+
+
 def _parameter_shapes(node: fx.Node, root: nn.Module) -> dict[str, tuple[int, ...]]:
     if node.op != "call_module":
         return {}
-    return {name: tuple(p.shape) for name, p in root.get_submodule(node.target).named_parameters(recurse=False)}
+    return _own_parameter_shapes(root.get_submodule(node.target))
 
 
 def restamped(meta: NodeMeta, node: fx.Node, root: nn.Module) -> NodeMeta:
@@ -112,6 +160,40 @@ def restamped(meta: NodeMeta, node: fx.Node, root: nn.Module) -> NodeMeta:
     new.param_shapes = _parameter_shapes(node, root)
     new.precision = _precision(node, root, kind, _dtype(meta.input_dtypes[0]) if meta.input_dtypes else None,
                                _dtype(meta.output_dtype))
+    return new
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What a node's metadata says of the module it calls: what `restamped` reads from it."""
+
+    op: str
+    kind: str
+    target: str
+    param_shapes: dict[str, tuple[int, ...]]
+    precision: dict[str, dict[str, Any]]
+
+
+def module_stamp(meta: NodeMeta, module: nn.Module) -> Stamp:
+    """The stamp `restamped` gives the node of `meta` once it calls `module` (a quantized form of
+    what it called), read from the module alone: made once per form, not per graph holding it."""
+    kind = module_kind(module)
+    own = getattr(module, "machop_precision", None)
+    precision = own() if own is not None else _float_records(
+        module, kind, _dtype(meta.input_dtypes[0]) if meta.input_dtypes else None, _dtype(meta.output_dtype))
+    return Stamp("call_module", kind, type(module).__name__, _form_parameter_shapes(module), precision)
+
+
+def stamped(meta: NodeMeta, stamp: Stamp) -> NodeMeta:
+    """A copy of `meta` with the op, kind, target, parameters and precisions of `stamp` (copies of
+    its tables: the stamp stays as it is whatever the new metadata goes through)."""
+    new = NodeMeta.__new__(NodeMeta)
+    new.__dict__.update(
+        name=meta.name, op=stamp.op, kind=stamp.kind, target=stamp.target,
+        input_shapes=list(meta.input_shapes), input_dtypes=list(meta.input_dtypes),
+        output_shape=meta.output_shape, output_dtype=meta.output_dtype,
+        param_shapes=dict(stamp.param_shapes), precision=copy_records(stamp.precision),
+        analysis=plain_copy(meta.analysis) if meta.analysis else {})
     return new
 
 

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
-import torch
 from torch import fx, nn
 
 from machop.errors import PassError
-from machop.graph.graph import Graph, alias_tensor, borrow_module
+from machop.graph.graph import Graph, borrow_module
 from machop.graph.kinds import WEIGHTED_KINDS
-from machop.graph.metadata import NodeMeta, plain_copy
+from machop.graph.metadata import NodeMeta, Stamp, module_stamp, stamped
 from machop.passes.selection import Selection, parse_selection
 from machop.quant.arithmetic import CHANNEL_OPERANDS, parse_node_config
 from machop.quant.modules import (
@@ -38,6 +37,7 @@ EXPLICIT_ONLY = tuple(QUANTIZED_NORMS)
 RESERVED = ("report", "calibration")
 # Module kinds whose quantized form is made from the float module (its tensors and mode copied).
 FROM_FLOAT = {**QUANTIZED_MODULES, **QUANTIZED_NORMS}
+ConfigKey = str | tuple  # what _config_key makes of a node config
 
 
 def _is_left_alone(config: dict[str, Any] | None) -> bool:
@@ -58,11 +58,14 @@ def _call_new_module(graph: Graph, node: fx.Node, module: nn.Module) -> None:
     node.op, node.target = "call_module", name
 
 
-def _quantized_module(graph: Graph, node: fx.Node, kind: str, specs: dict, config: dict) -> nn.Module:
-    """The quantized module that replaces (or, for a function call, is called by) one node."""
+def _quantized_module(graph: Graph, node: fx.Node, kind: str, specs: dict, config: dict,
+                      share: bool = False) -> nn.Module:
+    """The quantized module that replaces (or, for a function call, is called by) one node; with
+    `share`, one made from a float module holds its tensors wherever a copy would equal them."""
     if node.op == "call_module":
         old = graph.submodule(node)
-        return FROM_FLOAT[kind].from_float(old, specs, config) if kind in FROM_FLOAT else QuantReLU(specs, config)
+        return FROM_FLOAT[kind].from_float(old, specs, config, share=share) if kind in FROM_FLOAT \
+            else QuantReLU(specs, config)
     if kind in WEIGHTED_KINDS:
         return QuantFunctionalWeighted(kind, specs, config)
     if kind == "relu":
@@ -124,10 +127,12 @@ def _describe(specs: dict) -> str:
     return "; ".join(parts)
 
 
-def quantize_selection(graph: Graph, args: dict[str, Any]) -> Selection:
-    """The pass config's `by`, `default` and entries, each entry checked against the graph."""
+def quantize_selection(graph: Graph, args: dict[str, Any], nodes: list[fx.Node] | None = None) -> Selection:
+    """The pass config's `by`, `default` and entries, each entry checked against the graph (whose
+    compute nodes are `nodes` when the caller has them already)."""
     selection = parse_selection("quantize", args, require_default=True, reserved=RESERVED)
-    selection.check_keys([n.name for n in graph.compute_nodes()], (*QUANTIZABLE, *EXPLICIT_ONLY))
+    names = [n.name for n in (graph.compute_nodes() if nodes is None else nodes)]
+    selection.check_keys(names, (*QUANTIZABLE, *EXPLICIT_ONLY))
     return selection
 
 
@@ -151,32 +156,22 @@ class _Form:
     module: nn.Module
     precision: str
     follows_mode: bool  # made from_float: train/eval mode is the float module's
-    stamp: tuple[str, str, str, dict, dict] | None = None  # restamped op, kind, target, params, precision
+    stamp: Stamp | None = None  # what the node's metadata says of the module (reused forms)
 
 
 def _state_of(graph: Graph) -> tuple:
     """What the forms built from `graph` depend on: its module, metadata and every tensor's version
     (read from the module tables directly: module.parameters() costs several times more)."""
     state: list[Any] = [id(graph.module), id(graph.meta)]
-    stack = [graph.module]
+    append, stack = state.append, [graph.module]
     while stack:
         module = stack.pop()
         for tensor in chain(module._parameters.values(), module._buffers.values()):
-            state.append(None if tensor is None else (id(tensor), tensor.data_ptr(), tensor._version))
-        stack.extend(child for child in module._modules.values() if child is not None)
+            append(None if tensor is None else (id(tensor), tensor.data_ptr(), tensor._version))
+        for child in module._modules.values():
+            if child is not None:
+                stack.append(child)
     return tuple(state)
-
-
-def _borrow_equal_tensors(new: nn.Module, old: nn.Module) -> None:
-    """Point `new`'s own parameters and buffers at `old`'s where they are equal copies (from_float)."""
-    for table, source in ((new._parameters, old._parameters), (new._buffers, old._buffers)):
-        for name, tensor in table.items():
-            original = source.get(name)
-            if tensor is not None and original is not None and type(tensor) is type(original) and \
-                    tensor.shape == original.shape and tensor.dtype == original.dtype and \
-                    tensor.device == original.device and tensor.requires_grad == original.requires_grad and \
-                    torch.equal(tensor, original):
-                table[name] = alias_tensor(original)
 
 
 class QuantizedForms:
@@ -191,13 +186,13 @@ class QuantizedForms:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self._state: tuple = ()
-        self._forms: dict[tuple[str, str], _Form] = {}
+        self._forms: dict[tuple[str, ConfigKey], _Form] = {}
         # (config key, unsigned data_in) -> the parsed specs and their summary text: a config
         # chosen for one node is often chosen for another, and parsing it costs as much as a
         # third of building a form. The specs are frozen and read only, so nodes share them.
-        self.parsed: dict[tuple[str, bool], tuple[dict, str]] = {}
+        self.parsed: dict[tuple[ConfigKey, bool], tuple[dict, str]] = {}
 
-    def forms_for(self, graph: Graph) -> dict[tuple[str, str], _Form] | None:
+    def forms_for(self, graph: Graph) -> dict[tuple[str, ConfigKey], _Form] | None:
         """The forms to use for `graph` (None: another graph); all dropped if its tensors changed."""
         if graph is not self.graph:
             return None
@@ -212,7 +207,7 @@ class QuantizedForms:
 
 
 def _parse(config: dict[str, Any], node: fx.Node, kind: str,
-           parsed: dict[tuple[str, bool], tuple[dict, str]] | None, key: str | None) -> tuple[dict, str]:
+           parsed: dict[tuple[ConfigKey, bool], tuple[dict, str]] | None, key: ConfigKey | None) -> tuple[dict, str]:
     """The operand specs of a node config and their summary text (from `parsed` when it has them)."""
     unsigned = kind == "relu"
     if parsed is not None and key is not None:
@@ -227,28 +222,26 @@ def _parse(config: dict[str, Any], node: fx.Node, kind: str,
 
 
 def _form(graph: Graph, node: fx.Node, kind: str, config: dict[str, Any], borrow: bool,
-          parsed: dict[tuple[str, bool], tuple[dict, str]] | None = None, key: str | None = None) -> _Form:
-    """Parse and check one node's config and build its quantized module from `graph`'s."""
+          parsed: dict[tuple[ConfigKey, bool], tuple[dict, str]] | None = None, key: ConfigKey | None = None) -> _Form:
+    """Parse and check one node's config and build its quantized module from `graph`'s; a form
+    to `borrow` (reuse) holds the graph's tensors and the stamp of the node's metadata."""
     specs, described = _parse(config, node, kind, parsed, key)
     _check_channels(graph, node, specs)
-    module = _quantized_module(graph, node, kind, specs, config)
+    module = _quantized_module(graph, node, kind, specs, config, share=borrow)
     follows_mode = node.op == "call_module" and kind in FROM_FLOAT
-    if borrow and follows_mode:
-        _borrow_equal_tensors(module, graph.submodule(node))
-    return _Form(module, described, follows_mode)
+    stamp = module_stamp(graph.meta[node.name], module) if borrow else None
+    return _Form(module, described, follows_mode, stamp)
 
 
-def _stamp(meta: NodeMeta) -> tuple[str, str, str, dict, dict]:
-    return meta.op, meta.kind, meta.target, dict(meta.param_shapes), plain_copy(meta.precision)
+_KEY_SCALARS = frozenset((str, int, float, bool, type(None)))
 
 
-def _apply_stamp(meta: NodeMeta, stamp: tuple[str, str, str, dict, dict]) -> None:
-    meta.op, meta.kind, meta.target = stamp[:3]
-    meta.param_shapes, meta.precision = dict(stamp[3]), plain_copy(stamp[4])
-
-
-def _config_key(config: dict[str, Any]) -> str:
-    return repr(sorted(config.items()))  # repr: 1, 1.0 and True are different widths
+def _config_key(config: dict[str, Any]) -> ConfigKey:
+    """A key equal for equal configs; 1, 1.0 and True are different widths, so types are part of it."""
+    types = tuple(map(type, config.values()))
+    if _KEY_SCALARS.issuperset(types):  # the usual case: a tuple, a third of the repr's cost
+        return tuple(config), types, tuple(config.values())
+    return repr(sorted(config.items()))  # lists (per-channel frac widths): their repr
 
 
 def quantize_transform_pass(graph: Graph, args: dict[str, Any], *,
@@ -258,16 +251,19 @@ def quantize_transform_pass(graph: Graph, args: dict[str, Any], *,
     With `reuse` (forms of this same graph), modules built before for a node and config are reused
     and the new graph borrows the input's tensors (see QuantizedForms).
     """
-    selection = quantize_selection(graph, args)
+    nodes = graph.compute_nodes()
+    selection = quantize_selection(graph, args, nodes)
     forms = reuse.forms_for(graph) if reuse is not None else None
-    rows, totals, changed = [], Counter(), Counter()
-    swaps: list[tuple[fx.Node, str, _Form, str | None]] = []  # node, kind, form, key of a reused form
-    for node in graph.compute_nodes():
+    rows: list[dict[str, Any]] = []
+    totals: dict[str, int] = {}
+    changed: dict[str, int] = {}
+    swaps: list[tuple[fx.Node, str, _Form, Any]] = []  # node, kind, form, key of a reused form
+    for node in nodes:
         meta = graph.meta[node.name]
         config = node_config(selection, node.name, meta.kind)
         if not looks_at(meta.kind) or (meta.kind in EXPLICIT_ONLY and config is None):
             continue
-        totals[meta.kind] += 1
+        totals[meta.kind] = totals.get(meta.kind, 0) + 1
         row = {"node": node.name, "op": meta.kind, "original_type": meta.target,
                "new_type": meta.target, "precision": "float32"}
         if not _is_left_alone(config):
@@ -280,11 +276,11 @@ def quantize_transform_pass(graph: Graph, args: dict[str, Any], *,
                     forms[key] = form
             swaps.append((node, meta.kind, form, key))
             row["new_type"], row["precision"] = type(form.module).__name__, form.precision
-            changed[meta.kind] += 1
+            changed[meta.kind] = changed.get(meta.kind, 0) + 1
         rows.append(row)
     new = _install(graph, swaps, derived=forms is not None)
     new.record_pass("quantize", args)
-    histogram = {kind: {"total": totals[kind], "quantized": changed[kind]} for kind in totals}
+    histogram = {kind: {"total": totals[kind], "quantized": changed.get(kind, 0)} for kind in totals}
     return new, {"rows": rows, "histogram": histogram}
 
 
@@ -292,36 +288,37 @@ def _install(graph: Graph, swaps: list[tuple[fx.Node, str, _Form, Any]], *, deri
     """A new graph with every swap made: a copy, or a derived graph over reused forms.
 
     A quantized module computes the shapes of the one it replaces: the metadata of the swapped
-    nodes is re-read from their modules (or taken from the form that did so before), and the
-    code regenerated only if the graph changed (a function call became a module call).
+    nodes is re-read from their modules (or, for a reused form, from the stamp it read from its
+    module when it was made), and the code regenerated only if the graph changed (a function
+    call became a module call).
     """
-    modules = {id(form): borrow_module(form.module) if derived else form.module for _, _, form, _ in swaps}
+    modules: dict[int, nn.Module] = {}  # id(form) -> the module this graph holds for it
     replace: dict[str, nn.Module] = {}
-    for node, _, form, _ in swaps:
-        if node.op == "call_module":
-            module = modules[id(form)]
-            if derived and form.follows_mode:
-                mode = graph.submodule(node).training  # as from_float would copy it now
-                if module.training != mode:
-                    module.train(mode)
-            replace[node.target] = module  # a module called at two nodes takes the later node's form
-    rewritten = [(node, kind, form) for node, kind, form, _ in swaps if node.op != "call_module"]
-    new = graph.derive(replace, own_fx_graph=bool(rewritten)) if derived else graph.copy(replace)
+    rewritten: list[tuple[fx.Node, str, _Form]] = []
+    for node, kind, form, _ in swaps:
+        module = modules[id(form)] = borrow_module(form.module) if derived else form.module
+        if node.op != "call_module":
+            rewritten.append((node, kind, form))
+            continue
+        if derived and form.follows_mode:
+            mode = graph.submodule(node).training  # as from_float would copy it now
+            if module.training != mode:
+                module.train(mode)
+        replace[node.target] = module  # a module called at two nodes takes the later node's form
+    # A reused form's metadata is its stamp, unless its module is also called at another swapped
+    # node (then that node's form is what both call: they are restamped from the new graph).
+    stamps: dict[str, NodeMeta] = {}
+    if derived:
+        targets = [node.target for node, _, _, _ in swaps if node.op == "call_module"]
+        called = Counter(targets) if len(set(targets)) < len(targets) else dict.fromkeys(targets, 1)
+        stamps = {node.name: stamped(graph.meta[node.name], form.stamp) for node, _, form, key in swaps
+                  if key is not None and form.stamp is not None
+                  and not (node.op == "call_module" and called[node.target] > 1)}
+    new = graph.derive(replace, own_fx_graph=bool(rewritten), meta=stamps) if derived else graph.copy(replace)
     if rewritten:
         nodes = {node.name: node for node in new.nodes}
         for node, kind, form in rewritten:
             _rewrite_call(new, nodes[node.name], kind, modules[id(form)])
         new.recompile()
-    # A form's metadata is its own unless its module is also called at another swapped node.
-    shared = Counter(node.target for node, _, _, _ in swaps if node.op == "call_module")
-    stamped = [(node.name, form) for node, _, form, key in swaps
-               if key is not None and not (node.op == "call_module" and shared[node.target] > 1)]
-    for name, form in stamped:
-        if form.stamp is not None:
-            _apply_stamp(new.meta[name], form.stamp)
-    done = {name for name, form in stamped if form.stamp is not None}
-    new.restamp(node.name for node, _, _, _ in swaps if node.name not in done)
-    for name, form in stamped:
-        if form.stamp is None:
-            form.stamp = _stamp(new.meta[name])
+    new.restamp(node.name for node, _, _, _ in swaps if node.name not in stamps)
     return new

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from machop.graph.metadata import float_precision
-from machop.quant.copies import float_copy
+from machop.quant.copies import float_copy, float_share
 from machop.quant.exact import fixed_operand, float32_sums_are_exact, simulation_dtype
 from machop.quant.plans import Planned, relu_of_quantized, relu_plan, weighted_plan
 
@@ -44,12 +44,11 @@ class _QuantizedParameters(Planned):
     _cached_float32_exact = False
 
     def _init_quant(self, specs: OperandSpecs, config: dict[str, Any]) -> None:
-        self.specs = dict(specs)
-        self.quant_config = dict(config)
-        self.exact_dtype = self.simulation_dtype  # decided once: widths and shapes are fixed
-        self._cache_key: tuple | None = None
-        self._cached: tuple[torch.Tensor, torch.Tensor | None] | None = None
-        self._cached_float32_exact = False  # whether float32 sums the cached weights exactly
+        _set_plain(self, specs=dict(specs), quant_config=dict(config))
+        # Decided once: widths and shapes are fixed. No cached weights yet (_cache_key, _cached),
+        # nor whether float32 sums them exactly (_cached_float32_exact).
+        _set_plain(self, exact_dtype=self.simulation_dtype, _cache_key=None, _cached=None,
+                   _cached_float32_exact=False)
 
     def _version_key(self) -> tuple:
         bias = self.bias
@@ -129,10 +128,23 @@ def _reduction_length(weight_shape: torch.Size | tuple[int, ...]) -> int:
     return int(torch.Size(weight_shape)[1:].numel()) if len(weight_shape) > 1 else 1
 
 
+def _set_plain(module: nn.Module, **values: Any) -> None:
+    """Set attributes that hold no parameter, buffer or module, as nn.Module.__setattr__ and
+    Planned.__setattr__ would (dropping any plan), without their checks: several times cheaper."""
+    state = module.__dict__
+    state.update(values)
+    state["eval_plan"] = None
+
+
+def _float_module(cls: type, module: nn.Module, share: bool, **construct: Any) -> Any:
+    """float_copy of `module`, or with `share` float_share (its own tensors wherever a copy would equal them)."""
+    return (float_share if share else float_copy)(cls, module, **construct)
+
+
 def _quantized_copy(cls: type, module: nn.Module, specs: OperandSpecs, config: dict[str, Any],
-                    **shape: Any) -> Any:
-    new = float_copy(cls, module, **shape, bias=module.bias is not None, device=module.weight.device,
-                     dtype=module.weight.dtype)
+                    share: bool, **shape: Any) -> Any:
+    new = _float_module(cls, module, share, **shape, bias=module.bias is not None,
+                        device=module.weight.device, dtype=module.weight.dtype)
     new._init_quant(specs, config)
     return new
 
@@ -144,9 +156,10 @@ class QuantLinear(_QuantizedParameters, nn.Linear):
     machop_kind = "linear"
 
     @classmethod
-    def from_float(cls, module: nn.Linear, specs: OperandSpecs, config: dict[str, Any]) -> QuantLinear:
-        """Quantized copy of `module`, weights and bias copied."""
-        return _quantized_copy(cls, module, specs, config, in_features=module.in_features,
+    def from_float(cls, module: nn.Linear, specs: OperandSpecs, config: dict[str, Any], *,
+                   share: bool = False) -> QuantLinear:
+        """Quantized copy of `module`, weights and bias copied (with `share`: its own, see float_share)."""
+        return _quantized_copy(cls, module, specs, config, share, in_features=module.in_features,
                                out_features=module.out_features)
 
     @property
@@ -169,9 +182,10 @@ class _QuantConv(_QuantizedParameters):
     machop_leaf = True
 
     @classmethod
-    def from_float(cls, module: nn.Module, specs: OperandSpecs, config: dict[str, Any]) -> nn.Module:
-        """Quantized copy of `module`, weights and bias copied."""
-        return _quantized_copy(cls, module, specs, config, in_channels=module.in_channels,
+    def from_float(cls, module: nn.Module, specs: OperandSpecs, config: dict[str, Any], *,
+                   share: bool = False) -> nn.Module:
+        """Quantized copy of `module`, weights and bias copied (with `share`: its own, see float_share)."""
+        return _quantized_copy(cls, module, specs, config, share, in_channels=module.in_channels,
                                out_channels=module.out_channels, kernel_size=module.kernel_size,
                                stride=module.stride, padding=module.padding,
                                dilation=module.dilation, groups=module.groups,
@@ -337,17 +351,18 @@ class _QuantBatchNorm(Planned):
     machop_leaf = True
 
     @classmethod
-    def from_float(cls, module: nn.Module, specs: OperandSpecs, config: dict[str, Any]) -> nn.Module:
-        """Quantized copy of `module`, parameters and running statistics copied."""
-        new = float_copy(cls, module, num_features=module.num_features, eps=module.eps,
-                         momentum=module.momentum, affine=module.affine,
-                         track_running_stats=module.track_running_stats, device=_device_of(module),
-                         dtype=_dtype_of(module))
-        new.specs = dict(specs)
-        new.quant_config = dict(config)
-        new._cache_key, new._cached = None, None
+    def from_float(cls, module: nn.Module, specs: OperandSpecs, config: dict[str, Any], *,
+                   share: bool = False) -> nn.Module:
+        """Quantized copy of `module`, parameters and running statistics copied (with `share`: its
+        own, see float_share)."""
+        new = _float_module(cls, module, share, num_features=module.num_features, eps=module.eps,
+                            momentum=module.momentum, affine=module.affine,
+                            track_running_stats=module.track_running_stats, device=_device_of(module),
+                            dtype=_dtype_of(module))
+        specs = dict(specs)
         # One term per channel: the sum x·scale + shift, at the widths given.
-        new.exact_dtype = simulation_dtype(new.specs, 1)
+        _set_plain(new, specs=specs, quant_config=dict(config), _cache_key=None, _cached=None,
+                   exact_dtype=simulation_dtype(specs, 1))
         return new
 
     _cached_float32_exact = False  # whether float32 sums the cached scale and shift exactly
