@@ -169,3 +169,29 @@ def test_a_pickled_storage_reads_the_whole_journal_again(tmp_path):
     copied = pickle.loads(pickle.dumps(study._storage))
     assert isinstance(copied._replay_result, ListingReplay)
     assert _snapshot(optuna.load_study(study_name="s", storage=copied)) == _snapshot(study)
+
+
+
+def test_trials_handed_out_never_change_while_a_batch_updates_its_own_copy(tmp_path):
+    path = tmp_path / "study.journal"
+    writer = optuna.create_study(storage=_storage(path), study_name="s")
+    reader = optuna.load_study(study_name="s", storage=_storage(path))  # reads the writer's records in batches
+    trial = writer.ask()
+    before = reader._storage.get_trial(trial._trial_id)  # handed out by the reader: must stay as it is
+    listed = reader.get_trials(deepcopy=False)[0]
+    with journal.held_writes(writer):  # parameters and attributes in one write: one batch for the reader
+        trial.suggest_categorical("width", [2, 4, 8])
+        trial.suggest_categorical("depth", [1, 2])
+        trial.set_user_attr("a", 1)
+        trial.set_user_attr("b", [2])
+        writer._storage.set_trial_system_attr(trial._trial_id, "c", 3)
+    after = reader._storage.get_trial(trial._trial_id)
+    for old in (before, listed):
+        assert old.params == {} and old.distributions == {} and old.user_attrs == {} and old.system_attrs == {}
+    assert set(after.params) == {"width", "depth"} and after.user_attrs == {"a": 1, "b": [2]}
+    assert after.system_attrs["c"] == 3
+    writer.tell(trial, 1.0)
+    finished = reader._storage.get_trial(trial._trial_id)
+    assert after.state == TrialState.RUNNING and finished.state == TrialState.COMPLETE
+    assert finished.params == after.params and finished.user_attrs == after.user_attrs
+    assert _snapshot(reader) == _snapshot(writer) == _snapshot(_plain(path))
