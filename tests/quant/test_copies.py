@@ -126,3 +126,19 @@ def test_a_share_through_load_state_dict_borrows_the_equal_tensors():
 class _ListLinear(nn.Linear):
     def __init__(self, in_features, out_features, **kwargs):
         super().__init__(in_features[0], out_features, **kwargs)
+
+
+def test_large_layers_are_copied_without_keeping_a_template(monkeypatch):
+    from machop.quant import copies
+
+    monkeypatch.setattr(copies, "_templates", {})
+    big = nn.Linear(300, 300)  # 90,300 elements: more than a template may hold
+    small = nn.Linear(5, 3)
+    for module, construct in ((big, {"in_features": 300, "out_features": 300}),
+                              (small, {"in_features": 5, "out_features": 3})):
+        copy = float_copy(nn.Linear, module, **construct)
+        _same_module(copy, _ordinary(nn.Linear, module, **construct))
+        shared = copies.float_share(nn.Linear, module, **construct)
+        assert shared.weight.data_ptr() == module.weight.data_ptr() and shared.weight is not module.weight
+    assert [key[0] for key in copies._templates] == [nn.Linear]  # the small layer's only
+    assert all(template.weight.numel() == 15 for template, _ in copies._templates.values())

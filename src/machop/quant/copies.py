@@ -23,6 +23,9 @@ from torch import nn
 from machop.graph.graph import alias_tensor
 
 MAX_TEMPLATES = 256  # distinct (class, arguments) pairs kept; a model has a handful of layer shapes
+# Templates hold real tensors: only layers this small get one (a template of every conv of a large
+# net would keep its weights' size in memory for good; there the initialisation is not what costs).
+MAX_TEMPLATE_ELEMENTS = 1 << 16
 _TABLES = frozenset((dict, OrderedDict, list, set))  # a module's own tables: each instance gets new ones
 _templates: dict[tuple, tuple[nn.Module, frozenset[str]]] = {}
 
@@ -99,11 +102,13 @@ def _filled(template: nn.Module, module: nn.Module, source: dict[str, torch.Tens
 
 
 def _made(cls: type, module: nn.Module, construct: dict[str, Any], share: bool) -> Any:
-    try:
-        template, keys = _template(cls, construct)
-    except TypeError:  # unhashable arguments: construct as usual
-        template, keys = None, frozenset()
     source = module.state_dict()
+    template, keys = None, frozenset()
+    if sum(tensor.numel() for tensor in source.values()) <= MAX_TEMPLATE_ELEMENTS:
+        try:
+            template, keys = _template(cls, construct)
+        except TypeError:  # unhashable arguments: construct as usual
+            pass
     if template is not None and _loadable(template, keys, source):
         return _filled(template, module, source, share)
     new = cls(**construct)
@@ -137,4 +142,4 @@ def share_equal_tensors(new: nn.Module, old: nn.Module) -> None:
                 table[name] = alias_tensor(original)
 
 
-__all__ = ["MAX_TEMPLATES", "float_copy", "float_share", "share_equal_tensors"]
+__all__ = ["MAX_TEMPLATES", "MAX_TEMPLATE_ELEMENTS", "float_copy", "float_share", "share_equal_tensors"]
